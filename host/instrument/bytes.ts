@@ -103,7 +103,7 @@ export class ByteReader {
 }
 
 export class ByteWriter {
-  buf: Uint8Array;
+  buf: Uint8Array<ArrayBuffer>;
   len = 0;
 
   constructor(capacity = 1024) {
@@ -180,7 +180,7 @@ export class ByteWriter {
     this.bytes(body.buf, 0, body.len);
   }
 
-  toBytes(): Uint8Array {
+  toBytes(): Uint8Array<ArrayBuffer> {
     return this.buf.slice(0, this.len);
   }
 }

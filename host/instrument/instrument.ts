@@ -3,7 +3,7 @@
 // touched is copied byte for byte, in the original order.
 import { ByteReader, ByteWriter } from './bytes.ts';
 import { InstrumentError } from './errors.ts';
-import { Meter, readValType } from './meter.ts';
+import { Meter, index, readValType } from './meter.ts';
 
 export interface InstrumentOptions {
   /** Fuel the guest starts with; default 2^63-1 (never runs out in practice). */
@@ -72,7 +72,7 @@ interface ModuleInfo {
  * mutable state. Throws InstrumentError for anything malformed or unsupported; never returns a module
  * whose behaviour differs from the original but for the meter.
  */
-export function instrument(bytes: Uint8Array, options: InstrumentOptions = {}): Uint8Array {
+export function instrument(bytes: Uint8Array, options: InstrumentOptions = {}): Uint8Array<ArrayBuffer> {
   const fuel = options.fuel ?? FUEL_MAX;
   if (typeof fuel !== 'bigint' || fuel < 0n || fuel > FUEL_MAX) {
     throw new InstrumentError('FTW_BAD_OPTION', `fuel must be a bigint in [0, 2^63-1], got ${String(fuel)}`, -1);
@@ -174,7 +174,7 @@ function readKnownSection(id: number, s: ByteReader, info: ModuleInfo): void {
       for (let i = 0; i < n; i++) {
         readValType(s, 'global type');
         info.globalMutable.push(readMutability(s));
-        skipConstExpr(s);
+        skipConstExpr(s, UNCHECKED); // checked against the final index spaces in the second pass
       }
       return;
     }
@@ -226,7 +226,7 @@ function readImports(s: ByteReader, info: ModuleInfo): void {
     const kind = s.u8();
     switch (kind) {
       case 0:
-        s.u32();
+        index(s, info.typeParams.length, 'imported function type');
         info.importedFuncs++;
         break;
       case 1:
@@ -298,18 +298,25 @@ function readExports(s: ByteReader, info: ModuleInfo): void {
   }
 }
 
+/** Original index-space sizes; references past them are malformed (we add entries right after). */
+interface Limits {
+  funcs: number;
+  globals: number;
+}
+
 /** Skips a constant expression up to and including its `end`. */
-function skipConstExpr(s: ByteReader): void {
-  rewriteConstExpr(s, null, identity);
+function skipConstExpr(s: ByteReader, limits: Limits): void {
+  rewriteConstExpr(s, null, identity, limits);
 }
 
 const identity = (i: number): number => i;
+const UNCHECKED: Limits = { funcs: Infinity, globals: Infinity };
 
 /**
  * Copies a constant expression to `out` (when given), renumbering `ref.func`. Constant expressions hold
  * only constants, ref.null/ref.func, global.get and (extended-const) arithmetic, all without blocks.
  */
-function rewriteConstExpr(s: ByteReader, out: ByteWriter | null, remap: (i: number) => number): void {
+function rewriteConstExpr(s: ByteReader, out: ByteWriter | null, remap: (i: number) => number, limits: Limits): void {
   for (;;) {
     const at = s.pos;
     const op = s.u8();
@@ -317,11 +324,14 @@ function rewriteConstExpr(s: ByteReader, out: ByteWriter | null, remap: (i: numb
       case 0x0b:
         out?.bytes(s.buf, at, s.pos);
         return;
-      case 0xd2:
-        out?.byte(op);
-        if (out) out.u32(remap(s.u32()));
-        else s.u32();
+      case 0xd2: {
+        const f = index(s, limits.funcs, 'function');
+        if (out) {
+          out.byte(op);
+          out.u32(remap(f));
+        }
         continue;
+      }
       case 0x41:
         s.skipSigned(32);
         break;
@@ -335,7 +345,7 @@ function rewriteConstExpr(s: ByteReader, out: ByteWriter | null, remap: (i: numb
         s.skip(8);
         break;
       case 0x23:
-        s.u32();
+        index(s, limits.globals, 'global');
         break;
       case 0xd0:
         s.u8();
@@ -358,6 +368,7 @@ function rewriteConstExpr(s: ByteReader, out: ByteWriter | null, remap: (i: numb
 // Second pass: writing.
 
 interface Plan {
+  limits: Limits;
   fuel: bigint;
   fuelGlobal: number;
   exhaustedFunc: number;
@@ -391,7 +402,8 @@ function plan(info: ModuleInfo, fuel: bigint): Plan {
     exhaustedImport: { module: 'ftwasm', name: 'fuel_exhausted', func: exhaustedFunc },
     globals, memories, tables, functions: info.importedFuncs + info.funcTypes.length, segments: 0, checks: 0,
   };
-  return { fuel, fuelGlobal, exhaustedFunc, emptyType, newExports, meta };
+  const limits = { funcs: info.importedFuncs + info.funcTypes.length, globals: info.globalMutable.length };
+  return { limits, fuel, fuelGlobal, exhaustedFunc, emptyType, newExports, meta };
 }
 
 function stateExports(count: number, exported: Map<number, string>, base: string, kind: number, out: Plan['newExports']): string[] {
@@ -405,7 +417,7 @@ function stateExports(count: number, exported: Map<number, string>, base: string
   return names;
 }
 
-function writeModule(bytes: Uint8Array, info: ModuleInfo, fuel: bigint): Uint8Array {
+function writeModule(bytes: Uint8Array, info: ModuleInfo, fuel: bigint): Uint8Array<ArrayBuffer> {
   const p = plan(info, fuel);
   const remap = (f: number): number => (f < p.exhaustedFunc ? f : f + 1);
   const out = new ByteWriter(Math.ceil(bytes.length * 1.5) + 256);
@@ -507,7 +519,7 @@ function rewriteSection(section: Section, s: ByteReader, info: ModuleInfo, p: Pl
       for (let i = 0; i < n; i++) {
         body.bytes(s.buf, s.pos, s.pos + 2); // valtype, mutability (checked in the first pass)
         s.pos += 2;
-        rewriteConstExpr(s, body, remap);
+        rewriteConstExpr(s, body, remap, p.limits);
       }
       writeFuelGlobal(p, body);
       return true;
@@ -518,22 +530,25 @@ function rewriteSection(section: Section, s: ByteReader, info: ModuleInfo, p: Pl
       for (let i = 0; i < n; i++) {
         const [a, b] = s.vecBytes();
         const kind = s.u8();
-        const index = s.u32();
+        const i = kind === 0 ? index(s, p.limits.funcs, 'exported function') : kind === 3 ? index(s, p.limits.globals, 'exported global') : s.u32();
         body.u32(b - a);
         body.bytes(s.buf, a, b);
         body.byte(kind);
-        body.u32(kind === 0 ? remap(index) : index);
+        body.u32(kind === 0 ? remap(i) : i);
       }
       for (const e of p.newExports) writeExport(e, body);
       return true;
     }
     case 8:
-      body.u32(remap(s.u32()));
+      body.u32(remap(index(s, p.limits.funcs, 'start function')));
       if (!s.atEnd()) s.fail('start section size does not match its content');
       return true;
     case 9:
-      rewriteElements(s, body, remap);
+      rewriteElements(s, body, remap, p.limits);
       return true;
+    case 11:
+      checkData(s, p.limits);
+      return false;
     case 10:
       rewriteCode(s, info, p, remap, body);
       return true;
@@ -542,7 +557,21 @@ function rewriteSection(section: Section, s: ByteReader, info: ModuleInfo, p: Pl
   }
 }
 
-function rewriteElements(s: ByteReader, body: ByteWriter, remap: (f: number) => number): void {
+/** Data segments are copied as they are, but their offsets may not name the fuel global. */
+function checkData(s: ByteReader, limits: Limits): void {
+  const n = s.u32();
+  for (let i = 0; i < n; i++) {
+    const at = s.pos;
+    const flags = s.u32();
+    if (flags > 2) s.fail(`invalid data segment flags ${flags}`, at);
+    if (flags === 2) s.u32();
+    if (flags !== 1) skipConstExpr(s, limits);
+    s.vecBytes();
+  }
+  if (!s.atEnd()) s.fail('data section size does not match its content');
+}
+
+function rewriteElements(s: ByteReader, body: ByteWriter, remap: (f: number) => number, limits: Limits): void {
   const n = s.u32();
   body.u32(n);
   for (let i = 0; i < n; i++) {
@@ -554,7 +583,7 @@ function rewriteElements(s: ByteReader, body: ByteWriter, remap: (f: number) => 
     const explicitTable = (flags & 2) !== 0;
     const usesExprs = (flags & 4) !== 0;
     if (active && explicitTable) body.u32(s.u32());
-    if (active) rewriteConstExpr(s, body, remap);
+    if (active) rewriteConstExpr(s, body, remap, limits);
     if (!active || explicitTable) {
       const k = s.u8(); // elemkind (0x00) or reftype
       body.byte(k);
@@ -562,15 +591,18 @@ function rewriteElements(s: ByteReader, body: ByteWriter, remap: (f: number) => 
     const count = s.u32();
     body.u32(count);
     for (let j = 0; j < count; j++) {
-      if (usesExprs) rewriteConstExpr(s, body, remap);
-      else body.u32(remap(s.u32()));
+      if (usesExprs) rewriteConstExpr(s, body, remap, limits);
+      else body.u32(remap(index(s, limits.funcs, 'element function')));
     }
   }
   if (!s.atEnd()) s.fail('element section size does not match its content');
 }
 
 function rewriteCode(s: ByteReader, info: ModuleInfo, p: Plan, remap: (f: number) => number, body: ByteWriter): void {
-  const meter = new Meter({ fuelGlobal: p.fuelGlobal, exhaustedFunc: p.exhaustedFunc, remapFunc: remap });
+  const meter = new Meter({
+    fuelGlobal: p.fuelGlobal, exhaustedFunc: p.exhaustedFunc, remapFunc: remap,
+    typeCount: info.typeParams.length, funcCount: p.limits.funcs, globalCount: p.limits.globals,
+  });
   const fnBody = new ByteWriter(4096);
   const n = s.u32();
   body.u32(n);
@@ -596,6 +628,7 @@ function rewriteCode(s: ByteReader, info: ModuleInfo, p: Plan, remap: (f: number
  * section is dropped: engines ignore it anyway, and its indices could not be trusted.
  */
 function rewriteNameSection(s: ByteReader, p: Plan, remap: (f: number) => number, body: ByteWriter): boolean {
+  s.vecBytes(); // the section's own name, "name"
   const start = s.pos;
   body.name('name');
   const sub = new ByteWriter(1024);

@@ -53,6 +53,10 @@ export interface MeterContext {
   exhaustedFunc: number;
   /** Maps an original function index to its index in the instrumented module. */
   remapFunc(index: number): number;
+  /** Sizes of the original index spaces: a reference past them must stay invalid after we add ours. */
+  typeCount: number;
+  funcCount: number;
+  globalCount: number;
 }
 
 /** Per-function results, summed by the caller for the metadata. */
@@ -91,7 +95,7 @@ export class Meter {
   meterBody(r: ByteReader, paramCount: number, out: ByteWriter): void {
     const fuelLocal = this.copyLocals(r, paramCount, out);
     const codeStart = r.pos;
-    const count = this.scan(r);
+    const count = this.scan(r, fuelLocal);
     this.emit(r.buf, codeStart, count, leb(fuelLocal), out);
   }
 
@@ -116,7 +120,8 @@ export class Meter {
   }
 
   /** Pass 1: finds every instruction's start and kind and every segment's cost. Returns the count. */
-  private scan(r: ByteReader): number {
+  private scan(r: ByteReader, localCount: number): number {
+    const { typeCount, funcCount, globalCount } = this.ctx;
     const bodyBytes = r.end - r.pos;
     this.ensure(bodyBytes + 1);
     const { starts, kinds, costs } = this;
@@ -131,16 +136,16 @@ export class Meter {
       let kind = K_PLAIN;
       switch (op) {
         case 0x02: // block
-          readBlockType(r);
+          readBlockType(r, typeCount);
           depth++;
           break;
         case 0x03: // loop
-          readBlockType(r);
+          readBlockType(r, typeCount);
           depth++;
           kind = K_LOOP;
           break;
         case 0x04: // if
-          readBlockType(r);
+          readBlockType(r, typeCount);
           depth++;
           kind = K_BRANCH;
           break;
@@ -170,26 +175,35 @@ export class Meter {
           kind = K_EXIT;
           break;
         case 0x10: // call
-          r.u32();
+          index(r, funcCount, 'function');
           kind = K_CALL;
           break;
         case 0x11: // call_indirect type table
-          r.u32();
+          index(r, typeCount, 'type');
           r.u32();
           kind = K_CALL_INDIRECT;
           break;
         case 0x12: // return_call
-          r.u32();
+          index(r, funcCount, 'function');
           kind = K_RETURN_CALL;
           break;
         case 0x13: // return_call_indirect
-          r.u32();
+          index(r, typeCount, 'type');
           r.u32();
           kind = K_EXIT;
           break;
         case 0xd2: // ref.func
-          r.u32();
+          index(r, funcCount, 'function');
           kind = K_REF_FUNC;
+          break;
+        case 0x20: // local.get/set/tee
+        case 0x21:
+        case 0x22:
+          index(r, localCount, 'local');
+          break;
+        case 0x23: // global.get/set
+        case 0x24:
+          index(r, globalCount, 'global');
           break;
         default:
           skipOtherImmediates(r, op);
@@ -302,15 +316,24 @@ export function readValType(r: ByteReader, what: string): number {
   return type;
 }
 
-function readBlockType(r: ByteReader): void {
+/** Reads an index that must lie inside an original index space of `count` entries. */
+export function index(r: ByteReader, count: number, what: string): number {
+  const at = r.pos;
+  const i = r.u32();
+  if (i >= count) r.fail(`${what} index ${i} out of range (the module has ${count})`, at);
+  return i;
+}
+
+function readBlockType(r: ByteReader, typeCount: number): void {
   const b = r.buf[r.pos];
   if (b === 0x40 || (b !== undefined && VALTYPES.has(b))) {
     r.pos++;
     return;
   }
   const at = r.pos;
-  const index = r.s33();
-  if (index < 0) unsupportedOrMalformed(r, (index + 0x80) & 0xff, at, 'block type');
+  const i = r.s33();
+  if (i < 0) unsupportedOrMalformed(r, (i + 0x80) & 0xff, at, 'block type');
+  if (i >= typeCount) r.fail(`block type index ${i} out of range (the module has ${typeCount})`, at);
 }
 
 function readMemarg(r: ByteReader): void {
@@ -337,12 +360,8 @@ function skipOtherImmediates(r: ByteReader, op: number): void {
       for (let i = 0; i < n; i++) readValType(r, 'select type');
       return;
     }
-    case 0x20: // local.get/set/tee, global.get/set, table.get/set, memory.size/grow
-    case 0x21:
-    case 0x22:
-    case 0x23:
-    case 0x24:
-    case 0x25:
+    case 0x25: // table.get/set, memory.size/grow
+
     case 0x26:
     case 0x3f:
     case 0x40:
