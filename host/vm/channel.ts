@@ -1,0 +1,124 @@
+// A bounded single-producer single-consumer message queue over a SharedArrayBuffer, so a guest running in
+// a worker can block on input (Atomics.wait) while the main thread's event loop keeps running. Messages
+// are byte strings framed by a u32 length; the ring never grows: a full ring refuses the write.
+
+const HEAD = 0; // next byte the consumer reads (monotonic, wraps by modulo)
+const TAIL = 1; // next byte the producer writes
+const CLOSED = 2; // 1 once the producer closed the queue for good
+const HEADER_INTS = 4;
+
+export const RING_TIMEOUT = 0;
+export const RING_CLOSED = -1;
+
+/** The shared memory of a ring; pass it to the other thread and open it there with `new SharedRing(buffer)`. */
+export function createRingBuffer(capacityBytes: number): SharedArrayBuffer {
+  // A power of two, so that the u32 positions wrapping at 2^32 stay aligned with the buffer.
+  if (!Number.isInteger(capacityBytes) || capacityBytes < 64 || capacityBytes > 1 << 30 || (capacityBytes & (capacityBytes - 1)) !== 0) {
+    throw new RangeError(`ring capacity must be a power of two in [64, 2^30], got ${capacityBytes}`);
+  }
+  return new SharedArrayBuffer(HEADER_INTS * 4 + capacityBytes);
+}
+
+export class SharedRing {
+  private readonly header: Int32Array;
+  private readonly data: Uint8Array;
+  readonly capacityBytes: number;
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.header = new Int32Array(buffer, 0, HEADER_INTS);
+    this.data = new Uint8Array(buffer, HEADER_INTS * 4);
+    this.capacityBytes = this.data.length;
+  }
+
+  /** Bytes in use, framing included. */
+  usedBytes(): number {
+    return (Atomics.load(this.header, TAIL) - Atomics.load(this.header, HEAD)) >>> 0;
+  }
+
+  /** Largest message that could ever fit. */
+  get messageBytesMax(): number {
+    return this.capacityBytes - 4;
+  }
+
+  /** Appends one message; false when the ring has no room for it now (the caller keeps it and retries). */
+  write(message: Uint8Array): boolean {
+    if (Atomics.load(this.header, CLOSED) === 1) throw new Error('write to a closed ring');
+    if (message.length > this.messageBytesMax) {
+      throw new RangeError(`message of ${message.length} bytes exceeds the ring's limit of ${this.messageBytesMax}`);
+    }
+    const need = 4 + message.length;
+    if (this.capacityBytes - this.usedBytes() < need) return false;
+    let tail = Atomics.load(this.header, TAIL) >>> 0;
+    const len = message.length;
+    tail = this.put(tail, new Uint8Array([len & 0xff, (len >>> 8) & 0xff, (len >>> 16) & 0xff, len >>> 24]));
+    tail = this.put(tail, message);
+    Atomics.store(this.header, TAIL, tail | 0);
+    Atomics.notify(this.header, TAIL);
+    return true;
+  }
+
+  /** No more messages will come; a blocked reader wakes and sees RING_CLOSED once the ring is drained. */
+  close(): void {
+    Atomics.store(this.header, CLOSED, 1);
+    Atomics.notify(this.header, TAIL);
+  }
+
+  get closed(): boolean {
+    return Atomics.load(this.header, CLOSED) === 1;
+  }
+
+  /**
+   * Takes the next message, waiting up to `timeoutMs` (Infinity: no limit) with Atomics.wait. Returns the
+   * message, RING_TIMEOUT or RING_CLOSED. Only the consumer thread may call it.
+   */
+  read(timeoutMs: number): Uint8Array | typeof RING_TIMEOUT | typeof RING_CLOSED {
+    const deadline = timeoutMs === Infinity ? Infinity : Date.now() + Math.max(0, timeoutMs);
+    for (;;) {
+      const message = this.tryRead();
+      if (message !== undefined) return message;
+      if (Atomics.load(this.header, CLOSED) === 1 && this.usedBytes() === 0) return RING_CLOSED;
+      const left = deadline - Date.now();
+      if (left <= 0) return RING_TIMEOUT;
+      const tail = Atomics.load(this.header, TAIL);
+      if (tail !== Atomics.load(this.header, HEAD)) continue;
+      Atomics.wait(this.header, TAIL, tail, left === Infinity ? undefined : left);
+    }
+  }
+
+  /** Length of the next message without taking it, or undefined when the ring is empty. */
+  peekLength(): number | undefined {
+    if (this.usedBytes() === 0) return undefined;
+    const head = Atomics.load(this.header, HEAD) >>> 0;
+    const b = (i: number): number => this.data[(head + i) % this.capacityBytes]!;
+    return (b(0) | (b(1) << 8) | (b(2) << 16) | (b(3) << 24)) >>> 0;
+  }
+
+  /** The next message, or undefined when none is waiting. Never blocks. */
+  tryRead(): Uint8Array | undefined {
+    const length = this.peekLength();
+    if (length === undefined) return undefined;
+    let head = ((Atomics.load(this.header, HEAD) >>> 0) + 4) >>> 0;
+    const out = new Uint8Array(length);
+    for (let i = 0; i < length; ) {
+      const at = head % this.capacityBytes;
+      const n = Math.min(length - i, this.capacityBytes - at);
+      out.set(this.data.subarray(at, at + n), i);
+      i += n;
+      head = (head + n) >>> 0;
+    }
+    Atomics.store(this.header, HEAD, head | 0);
+    return out;
+  }
+
+  private put(tail: number, bytes: Uint8Array): number {
+    let t = tail;
+    for (let i = 0; i < bytes.length; ) {
+      const at = t % this.capacityBytes;
+      const n = Math.min(bytes.length - i, this.capacityBytes - at);
+      this.data.set(bytes.subarray(i, i + n), at);
+      i += n;
+      t = (t + n) >>> 0;
+    }
+    return t;
+  }
+}

@@ -1,0 +1,468 @@
+// GuestCore: one guest, run synchronously in the calling thread, in record or replay mode. The worker
+// (worker.ts) wraps it so that a blocking guest never blocks the host's event loop; tests use it directly.
+//
+// Record answers every non-deterministic import from the World and appends an entry stamped with the
+// icount; replay answers from the log and checks kind and icount first. Asynchronous events (interrupts,
+// checkpoints) happen only inside `ftwasm.fuel_exhausted`, at a check point, so replay can stop the guest at
+// the same check point by setting its fuel: that is the whole trick of VMware FT's deterministic replay.
+import { readInstrumentMeta } from '../instrument/index.ts';
+import type { InstrumentMeta } from '../instrument/index.ts';
+import { EntryKind, entryKindName, digest32 } from '../log/index.ts';
+import type { LogEntry } from '../log/index.ts';
+import { refusedImports, IO_BYTES_MAX } from './abi.ts';
+import type { DeterministicImports } from './abi.ts';
+import { AdmissionError, DivergenceError, GuestTrapError, VmStateError } from './errors.ts';
+import { stateHash } from './state.ts';
+
+/** The real world, as the primary sees it. */
+export interface World {
+  clockNow(): bigint;
+  clockMono(): bigint;
+  randomBytes(length: number): Uint8Array;
+  cpuId(): number;
+  /** Next input: 4-byte LE session + payload, RECV_TIMEOUT (0), RECV_CLOSED (-1), or -(bytes needed) when it exceeds `cap`. */
+  recv(cap: number, timeoutMs: number): Uint8Array | number;
+  /** An interrupt waiting to be delivered at this check point, if any. */
+  pendingInterrupt(): { event: number; arg: number } | undefined;
+  seed(): number;
+  dateNow(): number;
+}
+
+/** Where record appends entries (a FrameWriter, a LogFileWriter, a replication stream). */
+export interface EntrySink {
+  append(entry: LogEntry): number;
+  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint, ns: bigint): number;
+}
+
+/** Where replay reads entries. `peek` returns undefined when no entry will come (or none has yet, see worker). */
+export interface EntrySource {
+  peek(): LogEntry | undefined;
+  take(): void;
+}
+
+/** Receives the guest's outputs with the seq of their log entry (the output rule releases by seq). */
+export interface OutputSink {
+  send(session: number, bytes: Uint8Array, seq: number): void;
+  log(text: string, seq: number): void;
+}
+
+export type GuestMode = 'record' | 'replay';
+
+export interface GuestCoreOptions {
+  /** An instrumented module (see host/instrument). */
+  module: WebAssembly.Module;
+  mode: GuestMode;
+  world?: World;
+  sink?: EntrySink;
+  source?: EntrySource;
+  outputs?: OutputSink;
+  deterministicImports?: DeterministicImports;
+  /** Record: instructions between the host's check-ins (interrupt latency). Default 1,000,000. */
+  sliceInstructions?: bigint;
+  /** Record: a CHECKPOINT entry every this many instructions; 0n: none. Default 0n. */
+  checkpointInstructions?: bigint;
+  /** Replay: at the end of the log, stop the guest ('stop', default) or carry on recording ('go-live'). */
+  atLogEnd?: 'stop' | 'go-live';
+}
+
+export interface RunResult {
+  exit: 'returned' | 'trap' | 'log-ended';
+  icount: bigint;
+  stateHash: Uint8Array;
+  /** Last seq appended (record) or consumed (replay). */
+  lastSeq: number;
+  trap?: GuestTrapError;
+}
+
+/** Thrown through the guest to stop it when the log ends; never escapes `run`. */
+class LogEnded extends Error {}
+
+const ASYNC_KINDS: ReadonlySet<number> = new Set([EntryKind.INTERRUPT, EntryKind.CHECKPOINT]);
+const SLICE_DEFAULT = 1_000_000n;
+
+export class GuestCore {
+  readonly meta: InstrumentMeta;
+  private mode: GuestMode;
+  private readonly instance: WebAssembly.Instance;
+  private readonly fuel: WebAssembly.Global;
+  private memory: WebAssembly.Memory;
+  private icountBase = 0n;
+  private fuelSet: bigint;
+  private inExhausted = false;
+  private nextCheckpoint: bigint;
+  private lastSeq = 0;
+  private readonly slice: bigint;
+  private readonly checkpointEvery: bigint;
+
+  constructor(private readonly options: GuestCoreOptions) {
+    const meta = readInstrumentMeta(options.module);
+    if (!meta) throw new VmStateError('module is not instrumented: run it through instrument() first');
+    this.meta = meta;
+    const refused = refusedImports(options.module, options.deterministicImports);
+    if (refused.length > 0) throw new AdmissionError(refused);
+    this.mode = options.mode;
+    this.slice = options.sliceInstructions ?? SLICE_DEFAULT;
+    this.checkpointEvery = options.checkpointInstructions ?? 0n;
+    if (this.slice <= 0n) throw new VmStateError(`sliceInstructions must be positive, got ${this.slice}`);
+    this.nextCheckpoint = this.checkpointEvery > 0n ? this.checkpointEvery : -1n;
+    this.requireRoles();
+    this.fuelSet = BigInt(meta.fuelInitial);
+    this.instance = new WebAssembly.Instance(options.module, this.imports());
+    this.fuel = this.instance.exports[meta.fuelExport] as WebAssembly.Global;
+    this.memory = this.instance.exports[meta.memories[0] ?? 'memory'] as WebAssembly.Memory;
+    if (!(this.memory instanceof WebAssembly.Memory)) throw new VmStateError('guest has no memory');
+    this.rearm();
+  }
+
+  get exports(): WebAssembly.Exports {
+    return this.instance.exports;
+  }
+
+  get currentMode(): GuestMode {
+    return this.mode;
+  }
+
+  /** Instructions executed so far (by the fuel meter). */
+  icount(): bigint {
+    return this.icountBase + this.fuelSet - (this.fuel.value as bigint);
+  }
+
+  stateHash(): Uint8Array {
+    return stateHash({ exports: this.instance.exports, meta: this.meta }, this.icount());
+  }
+
+  /** Runs the exported function `entry` (a command's `_start`) to its end, a trap, or the end of the log. */
+  run(entry = '_start'): RunResult {
+    const fn = this.instance.exports[entry];
+    if (typeof fn !== 'function') throw new VmStateError(`guest exports no function ${entry}`);
+    let trap: GuestTrapError | undefined;
+    try {
+      (fn as () => unknown)();
+    } catch (error) {
+      if (error instanceof LogEnded) return this.result('log-ended');
+      if (error instanceof DivergenceError || error instanceof VmStateError) throw error;
+      trap = error instanceof GuestTrapError ? error : new GuestTrapError(describeTrap(error), this.icount(), { cause: error });
+    }
+    try {
+      this.end(trap ? 1 : 0);
+    } catch (error) {
+      if (error instanceof LogEnded) return this.result('log-ended');
+      throw error;
+    }
+    return { ...this.result(trap ? 'trap' : 'returned'), ...(trap ? { trap } : {}) };
+  }
+
+  private result(exit: RunResult['exit']): RunResult {
+    return { exit, icount: this.icount(), stateHash: this.stateHash(), lastSeq: this.lastSeq };
+  }
+
+  private requireRoles(): void {
+    const o = this.options;
+    if (this.mode === 'record' && (!o.world || !o.sink)) throw new VmStateError('record mode needs a world and a sink');
+    if (this.mode === 'replay' && !o.source) throw new VmStateError('replay mode needs a source');
+    if (o.atLogEnd === 'go-live' && (!o.world || !o.sink)) throw new VmStateError("atLogEnd 'go-live' needs a world and a sink");
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Fuel and asynchronous events.
+
+  private setFuel(value: bigint): void {
+    const now = this.icount();
+    this.icountBase = now;
+    this.fuelSet = value;
+    this.fuel.value = value;
+  }
+
+  /** Sets the fuel for what comes next: a slice (record) or exactly up to the next entry (replay). */
+  private rearm(): void {
+    if (this.mode === 'record') return this.setFuel(this.slice);
+    const e = this.options.source!.peek();
+    if (e === undefined) return this.setFuel(0n); // stop (or go live) at the next check point
+    const now = this.icount();
+    // Async entries fire at the first check point whose icount reaches theirs; import entries must be
+    // called at their icount, so running past it is already a divergence.
+    const fuel = ASYNC_KINDS.has(e.kind) ? e.icount - 1n - now : e.icount - now;
+    if (fuel < 0n) this.diverge(e, `the guest is already at icount ${now}`);
+    this.setFuel(fuel);
+  }
+
+  private onFuelExhausted(): void {
+    if (this.inExhausted) {
+      // A check point inside an interrupt handler: nothing is delivered there, in either mode.
+      return this.rearm();
+    }
+    this.inExhausted = true;
+    try {
+      if (this.mode === 'replay') this.replayAsync();
+      if (this.mode === 'record') this.recordAsync();
+      this.rearm();
+    } finally {
+      this.inExhausted = false;
+    }
+  }
+
+  private recordAsync(): void {
+    const now = this.icount();
+    if (this.nextCheckpoint >= 0n && now >= this.nextCheckpoint) {
+      const hash = this.stateHash();
+      this.lastSeq = this.options.sink!.append({ seq: this.nextSeq(), kind: EntryKind.CHECKPOINT, icount: now, payload: hash });
+      while (this.nextCheckpoint <= now) this.nextCheckpoint += this.checkpointEvery;
+    }
+    const world = this.options.world!;
+    for (let event = world.pendingInterrupt(); event; event = world.pendingInterrupt()) {
+      // After a handler ran, the next event is stamped with the icount its handler left (replay does the same).
+      this.lastSeq = this.options.sink!.append({ seq: this.nextSeq(), kind: EntryKind.INTERRUPT, icount: this.icount(), payload: event });
+      this.deliverInterrupt(event.event, event.arg);
+    }
+  }
+
+  private replayAsync(): void {
+    const source = this.options.source!;
+    for (;;) {
+      const now = this.icount();
+      const e = source.peek();
+      if (e === undefined) return this.logEnded();
+      if (!ASYNC_KINDS.has(e.kind)) {
+        if (e.icount < now) this.diverge(e, `the guest reached a check point at icount ${now} without calling it`);
+        return;
+      }
+      if (e.icount > now) return; // a later check point
+      if (e.icount < now) this.diverge(e, `the guest is at a check point at icount ${now}`);
+      source.take();
+      this.lastSeq = e.seq;
+      if (e.kind === EntryKind.CHECKPOINT) {
+        const hash = this.stateHash();
+        if (!equalBytes(hash, e.payload as Uint8Array)) {
+          throw new DivergenceError(e.seq, `state hash ${hexOf(e.payload as Uint8Array)}`, `state hash ${hexOf(hash)}`, `checkpoint at icount ${now}`);
+        }
+      } else {
+        const p = e.payload as { event: number; arg: number };
+        this.deliverInterrupt(p.event, p.arg);
+      }
+    }
+  }
+
+  private deliverInterrupt(event: number, arg: number): void {
+    const handler = this.instance.exports.ft_interrupt;
+    if (typeof handler !== 'function') return; // a guest without a handler ignores interrupts
+    this.rearm();
+    (handler as (e: number, a: number) => void)(event, arg);
+  }
+
+  /** The log has no next entry: stop the guest, or become the recorder from here on. */
+  private logEnded(): void {
+    if (this.options.atLogEnd !== 'go-live') throw new LogEnded();
+    this.mode = 'record';
+    this.rearm();
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Imports.
+
+  private nextSeq(): number {
+    return this.lastSeq + 1;
+  }
+
+  /** Replay: the entry for this call, checked; undefined when the guest just went live (record instead). */
+  private replayed(kind: number): LogEntry | undefined {
+    const source = this.options.source!;
+    const now = this.icount();
+    const e = source.peek();
+    if (e === undefined) {
+      this.logEnded();
+      return undefined;
+    }
+    if (e.kind !== kind || e.icount !== now) {
+      throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, `${entryKindName(kind)} at icount ${now}`);
+    }
+    source.take();
+    this.lastSeq = e.seq;
+    this.rearm();
+    return e;
+  }
+
+  private append(entry: Omit<LogEntry, 'seq'>): number {
+    this.lastSeq = this.options.sink!.append({ ...entry, seq: this.nextSeq() } as LogEntry);
+    return this.lastSeq;
+  }
+
+  private diverge(e: LogEntry, actual: string): never {
+    throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, actual);
+  }
+
+  private bytesAt(ptr: number, len: number, what: string): Uint8Array {
+    if (len < 0 || len > IO_BYTES_MAX) throw new GuestTrapError(`${what} of ${len} bytes (limit ${IO_BYTES_MAX})`, this.icount());
+    const memory = new Uint8Array(this.memory.buffer);
+    if (ptr < 0 || ptr + len > memory.length) throw new GuestTrapError(`${what} outside memory (ptr ${ptr}, len ${len})`, this.icount());
+    return memory.subarray(ptr, ptr + len);
+  }
+
+  private imports(): WebAssembly.Imports {
+    const clock = (kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, read: () => bigint) => (): bigint => {
+      if (this.mode === 'replay') {
+        const e = this.replayed(kind);
+        if (e) return e.payload as bigint;
+      }
+      const value = read();
+      this.lastSeq = this.options.sink!.appendClock(kind, this.icount(), value);
+      return value;
+    };
+    const world = (): World => this.options.world!;
+    const ft = {
+      clock_now: clock(EntryKind.CLOCK_NOW, () => world().clockNow()),
+      clock_mono: clock(EntryKind.CLOCK_MONO, () => world().clockMono()),
+      random_fill: (ptr: number, len: number): void => this.randomFill(ptr >>> 0, len >>> 0),
+      cpu_id: (): number => this.simple(EntryKind.CPU_ID, () => world().cpuId()) as number,
+      recv: (ptr: number, cap: number, timeoutMs: number): number => this.recv(ptr >>> 0, cap >>> 0, timeoutMs),
+      send: (session: number, ptr: number, len: number): void => this.send(session >>> 0, ptr >>> 0, len >>> 0),
+      log: (ptr: number, len: number): void => this.logText(ptr >>> 0, len >>> 0),
+    };
+    const env = {
+      abort: (msg: number, file: number, line: number, column: number): never => this.abort(msg, file, line >>> 0, column >>> 0),
+      trace: (msg: number, n: number, ...values: number[]): void => this.trace(msg, n, values),
+      seed: (): number => this.simple(EntryKind.SEED, () => world().seed()) as number,
+      'Date.now': (): number => this.simple(EntryKind.DATE_NOW, () => world().dateNow()) as number,
+    };
+    return {
+      ...(this.options.deterministicImports ?? {}),
+      ft,
+      env: { ...(this.options.deterministicImports?.env ?? {}), ...env },
+      ftwasm: { fuel_exhausted: (): void => this.onFuelExhausted() },
+    };
+  }
+
+  /** A call whose whole answer is one logged value. */
+  private simple(kind: typeof EntryKind.CPU_ID | typeof EntryKind.SEED | typeof EntryKind.DATE_NOW, read: () => number): number {
+    if (this.mode === 'replay') {
+      const e = this.replayed(kind);
+      if (e) return e.payload as number;
+    }
+    const value = read();
+    this.append({ kind, icount: this.icount(), payload: value } as Omit<LogEntry, 'seq'>);
+    return value;
+  }
+
+  private randomFill(ptr: number, len: number): void {
+    const target = this.bytesAt(ptr, len, 'random_fill');
+    if (this.mode === 'replay') {
+      const e = this.replayed(EntryKind.RANDOM);
+      if (e) {
+        const bytes = e.payload as Uint8Array;
+        if (bytes.length !== len) this.diverge(e, `random_fill of ${len} bytes`);
+        target.set(bytes);
+        return;
+      }
+    }
+    const bytes = this.options.world!.randomBytes(len);
+    target.set(bytes);
+    this.append({ kind: EntryKind.RANDOM, icount: this.icount(), payload: bytes.slice() });
+  }
+
+  private recv(ptr: number, cap: number, timeoutMs: number): number {
+    this.bytesAt(ptr, cap, 'recv buffer');
+    if (this.mode === 'replay') {
+      const e = this.replayed(EntryKind.RECV);
+      if (e) return this.deliverRecv(e.payload as Uint8Array | number, ptr, cap, e);
+    }
+    const got = this.options.world!.recv(cap, timeoutMs);
+    this.append({ kind: EntryKind.RECV, icount: this.icount(), payload: got } as Omit<LogEntry, 'seq'>);
+    return this.deliverRecv(got, ptr, cap);
+  }
+
+  private deliverRecv(got: Uint8Array | number, ptr: number, cap: number, e?: LogEntry): number {
+    if (typeof got === 'number') return got;
+    if (got.length > cap) {
+      if (e) this.diverge(e, `recv with a ${cap}-byte buffer`);
+      throw new VmStateError(`world returned ${got.length} bytes for a ${cap}-byte recv buffer`);
+    }
+    new Uint8Array(this.memory.buffer).set(got, ptr);
+    return got.length;
+  }
+
+  private send(session: number, ptr: number, len: number): void {
+    const bytes = this.bytesAt(ptr, len, 'send').slice();
+    const digest = digest32(bytes);
+    if (this.mode === 'replay') {
+      const e = this.replayed(EntryKind.SEND);
+      if (e) {
+        const p = e.payload as { session: number; digest: number; length: number };
+        if (p.session !== session || p.digest !== digest || p.length !== len) {
+          this.diverge(e, `send of ${len} bytes to session ${session} with digest ${digest.toString(16)} (log: ${p.length} bytes to ${p.session}, digest ${p.digest.toString(16)})`);
+        }
+        this.options.outputs?.send(session, bytes, e.seq);
+        return;
+      }
+    }
+    const seq = this.append({ kind: EntryKind.SEND, icount: this.icount(), payload: { session, digest, length: len } });
+    this.options.outputs?.send(session, bytes, seq);
+  }
+
+  private logText(ptr: number, len: number): void {
+    const bytes = this.bytesAt(ptr, len, 'log');
+    const digest = digest32(bytes);
+    if (this.mode === 'replay') {
+      const e = this.replayed(EntryKind.LOG);
+      if (e) {
+        const p = e.payload as { digest: number; length: number };
+        if (p.digest !== digest || p.length !== len) this.diverge(e, `log of ${len} bytes with digest ${digest.toString(16)}`);
+        return; // debug text is printed by the primary only
+      }
+    }
+    const seq = this.append({ kind: EntryKind.LOG, icount: this.icount(), payload: { digest, length: len } });
+    this.options.outputs?.log(new TextDecoder().decode(bytes), seq);
+  }
+
+  private abort(msg: number, file: number, line: number, column: number): never {
+    const payload = { message: this.asString(msg), file: this.asString(file), line, column };
+    if (this.mode === 'replay') {
+      const e = this.replayed(EntryKind.ABORT);
+      if (e) throw new GuestTrapError(`abort: ${payload.message} at ${payload.file}:${line}:${column}`, this.icount());
+    }
+    this.append({ kind: EntryKind.ABORT, icount: this.icount(), payload });
+    throw new GuestTrapError(`abort: ${payload.message} at ${payload.file}:${line}:${column}`, this.icount());
+  }
+
+  private trace(msg: number, n: number, values: number[]): void {
+    const payload = { message: this.asString(msg), values: values.slice(0, Math.max(0, Math.min(n, 5))) };
+    if (this.mode === 'replay' && this.replayed(EntryKind.TRACE)) return;
+    const seq = this.append({ kind: EntryKind.TRACE, icount: this.icount(), payload });
+    this.options.outputs?.log(`trace: ${payload.message} ${payload.values.join(' ')}`.trim(), seq);
+  }
+
+  private end(code: number): void {
+    if (this.mode === 'replay') {
+      const e = this.replayed(EntryKind.END);
+      if (e) {
+        if (e.payload !== code) this.diverge(e, `END with code ${code}`);
+        return;
+      }
+    }
+    this.append({ kind: EntryKind.END, icount: this.icount(), payload: code });
+  }
+
+  /** An AssemblyScript string (UTF-16LE, byte length at ptr - 4), or '' for null / out of bounds. */
+  private asString(ptr: number): string {
+    const p = ptr >>> 0;
+    const memory = new Uint8Array(this.memory.buffer);
+    if (p < 4 || p > memory.length) return '';
+    const len = new DataView(this.memory.buffer).getUint32(p - 4, true);
+    if (len > 65536 || p + len > memory.length) return '';
+    return new TextDecoder('utf-16le').decode(memory.subarray(p, p + len));
+  }
+}
+
+function describeTrap(error: unknown): string {
+  if (error instanceof WebAssembly.RuntimeError) return `trap: ${error.message}`;
+  if (error instanceof RangeError) return `stack exhaustion: ${error.message}`;
+  return `host error: ${(error as Error)?.message ?? String(error)}`;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function hexOf(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}
