@@ -8,7 +8,7 @@ const root = new URL('..', import.meta.url).pathname;
 
 async function buildHost() {
   await build({
-    entryPoints: { index: join(root, 'host/index.ts'), cli: join(root, 'host/cli/main.ts') },
+    entryPoints: { index: join(root, 'host/index.ts'), cli: join(root, 'host/cli/main.ts'), worker: join(root, 'host/vm/worker.ts') },
     outdir: join(root, 'dist'),
     bundle: true,
     platform: 'node',
@@ -24,8 +24,10 @@ async function buildHost() {
 // Extra asc flags per guest group (guest/<group>/). Bench guests are also fed to wasm-metering, whose
 // parser predates post-MVP opcodes, so that group may restrict features here.
 const GROUP_FLAGS = {
-  examples: [],
-  bench: [],
+  // Examples are command guests: the top-level code becomes the exported `_start` (no wasm start section),
+  // so the host decides when it runs (docs/ABI.md).
+  examples: ['--exportStart', '_start'],
+  bench: ['--disable', 'sign-extension,nontrapping-f2i,bulk-memory,mutable-globals'],
 };
 
 // Every guest/<group>/*.ts file with no leading underscore is one guest.

@@ -44,12 +44,19 @@ export class LogCorruptError extends LogError {
   /** The seq the frame should have started with. */
   readonly expectedSeq: number;
 
-  constructor(reason: CorruptReason, detail: string, frameIndex: number, offset: number, expectedSeq: number) {
+  /** What was wrong, without the where. */
+  readonly detail: string;
+  /** The file (or peer) the bytes came from, when known. */
+  readonly source: string | undefined;
+
+  constructor(reason: CorruptReason, detail: string, frameIndex: number, offset: number, expectedSeq: number, source?: string) {
     super(
       'FTW_LOG_CORRUPT',
-      `${detail} in frame ${frameIndex} at byte ${offset} (0x${offset.toString(16)}), expected seq ${expectedSeq}`,
+      `${detail} in frame ${frameIndex} at byte ${offset} (0x${offset.toString(16)})${source ? ` of ${source}` : ''}, expected seq ${expectedSeq}`,
     );
     this.reason = reason;
+    this.detail = detail;
+    this.source = source;
     this.frameIndex = frameIndex;
     this.offset = offset;
     this.expectedSeq = expectedSeq;
@@ -91,7 +98,7 @@ export class LogLimitError extends LogError {
   readonly max: number;
 
   constructor(limit: string, value: number, max: number, what: string) {
-    super('FTW_LOG_LIMIT', `${what}: ${value} exceeds ${limit} = ${max}`);
+    super('FTW_LOG_LIMIT', `${what} (${value} > ${limit} = ${max})`);
     this.limit = limit;
     this.value = value;
     this.max = max;

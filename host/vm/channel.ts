@@ -85,6 +85,20 @@ export class SharedRing {
     }
   }
 
+  /** Waits up to `timeoutMs` (Infinity: no limit) until a message is waiting; false on timeout or when closed and empty. */
+  waitForMessage(timeoutMs: number): boolean {
+    const deadline = timeoutMs === Infinity ? Infinity : Date.now() + Math.max(0, timeoutMs);
+    for (;;) {
+      if (this.usedBytes() > 0) return true;
+      if (Atomics.load(this.header, CLOSED) === 1) return false;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      const tail = Atomics.load(this.header, TAIL);
+      if (tail !== Atomics.load(this.header, HEAD)) continue;
+      Atomics.wait(this.header, TAIL, tail, left === Infinity ? undefined : left);
+    }
+  }
+
   /** Length of the next message without taking it, or undefined when the ring is empty. */
   peekLength(): number | undefined {
     if (this.usedBytes() === 0) return undefined;

@@ -53,7 +53,8 @@ export interface GuestCoreOptions {
   module: WebAssembly.Module;
   mode: GuestMode;
   world?: World;
-  sink?: EntrySink;
+  /** Record's entry sink, or a factory called with the first seq when recording starts (at go-live for a backup). */
+  sink?: EntrySink | ((nextSeq: number) => EntrySink);
   source?: EntrySource;
   outputs?: OutputSink;
   deterministicImports?: DeterministicImports;
@@ -93,6 +94,7 @@ export class GuestCore {
   private lastSeq = 0;
   private readonly slice: bigint;
   private readonly checkpointEvery: bigint;
+  private sinkResolved: EntrySink | undefined;
 
   constructor(private readonly options: GuestCoreOptions) {
     const meta = readInstrumentMeta(options.module);
@@ -205,13 +207,13 @@ export class GuestCore {
     const now = this.icount();
     if (this.nextCheckpoint >= 0n && now >= this.nextCheckpoint) {
       const hash = this.stateHash();
-      this.lastSeq = this.options.sink!.append({ seq: this.nextSeq(), kind: EntryKind.CHECKPOINT, icount: now, payload: hash });
+      this.lastSeq = this.sink().append({ seq: this.nextSeq(), kind: EntryKind.CHECKPOINT, icount: now, payload: hash });
       while (this.nextCheckpoint <= now) this.nextCheckpoint += this.checkpointEvery;
     }
     const world = this.options.world!;
     for (let event = world.pendingInterrupt(); event; event = world.pendingInterrupt()) {
       // After a handler ran, the next event is stamped with the icount its handler left (replay does the same).
-      this.lastSeq = this.options.sink!.append({ seq: this.nextSeq(), kind: EntryKind.INTERRUPT, icount: this.icount(), payload: event });
+      this.lastSeq = this.sink().append({ seq: this.nextSeq(), kind: EntryKind.INTERRUPT, icount: this.icount(), payload: event });
       this.deliverInterrupt(event.event, event.arg);
     }
   }
@@ -259,6 +261,13 @@ export class GuestCore {
   // -------------------------------------------------------------------------------------------------
   // Imports.
 
+  private sink(): EntrySink {
+    if (this.sinkResolved) return this.sinkResolved;
+    const sink = this.options.sink!;
+    this.sinkResolved = typeof sink === 'function' ? sink(this.nextSeq()) : sink;
+    return this.sinkResolved;
+  }
+
   private nextSeq(): number {
     return this.lastSeq + 1;
   }
@@ -282,7 +291,7 @@ export class GuestCore {
   }
 
   private append(entry: Omit<LogEntry, 'seq'>): number {
-    this.lastSeq = this.options.sink!.append({ ...entry, seq: this.nextSeq() } as LogEntry);
+    this.lastSeq = this.sink().append({ ...entry, seq: this.nextSeq() } as LogEntry);
     return this.lastSeq;
   }
 
@@ -304,7 +313,7 @@ export class GuestCore {
         if (e) return e.payload as bigint;
       }
       const value = read();
-      this.lastSeq = this.options.sink!.appendClock(kind, this.icount(), value);
+      this.lastSeq = this.sink().appendClock(kind, this.icount(), value);
       return value;
     };
     const world = (): World => this.options.world!;

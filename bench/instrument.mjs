@@ -1,0 +1,485 @@
+// Benchmark of the fuel meter: how much slower an instrumented guest runs than the plain one, next to the
+// existing JS tool wasm-metering (ewasm), and how fast `instrument` itself is. All ratios are measured in
+// this one process run, with the variants of a guest interleaved so that drift hits them alike.
+//
+//   node --expose-gc bench/instrument.mjs [--quick]
+//
+// Prints a table and writes everything to bench/results/instrument.json.
+import { instrument } from 'ftwasm';
+import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join, basename } from 'node:path';
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const require = createRequire(import.meta.url);
+const { meterWASM } = require('wasm-metering');
+
+const root = new URL('..', import.meta.url).pathname;
+const quick = process.argv.includes('--quick');
+
+// Limits of the run. Warm-up rounds let V8 tier every variant up to TurboFan (a wasm function that is
+// running does not switch tiers; the next call does), then every round times each variant once.
+const WARMUP_ROUNDS = quick ? 1 : 2;
+const SAMPLE_ROUNDS = quick ? 3 : 15;
+// wasm-metering runs ~10x slower; it takes part in the first rounds only.
+const METERED_SAMPLE_ROUNDS = quick ? 2 : 5;
+// Instrumenting a small guest takes well under a millisecond: time batches for at least this long.
+const INSTRUMENT_BATCH_MS = quick ? 100 : 400;
+const INSTRUMENT_SAMPLES = quick ? 3 : 7;
+const LARGE_MODULE_BYTES = 1 << 20;
+const LARGE_SAMPLES = quick ? 5 : 15;
+
+const VARIANTS = ['plain', 'ftwasm', 'metering'];
+
+// ---------------------------------------------------------------------------------------------- helpers
+
+function median(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function geomean(values) {
+  return Math.exp(values.reduce((a, v) => a + Math.log(v), 0) / values.length);
+}
+
+function collectGarbage() {
+  if (typeof globalThis.gc === 'function') globalThis.gc();
+}
+
+function sameChecksum(a, b) {
+  return typeof a === 'number' && typeof b === 'number' ? Object.is(a, b) : a === b;
+}
+
+const pct = (ratio) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
+const fixed = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : String(v));
+
+function table(headers, rows) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function machineFacts() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryBytes: os.totalmem(),
+    memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    v8: process.versions.v8,
+    exposeGc: typeof globalThis.gc === 'function',
+    date: new Date().toISOString(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- guests
+
+/** Every bench guest: guest/bench/<name>.ts built to build/guest/<name>.wasm. */
+function benchGuests() {
+  const dir = join(root, 'guest/bench');
+  const names = readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !f.startsWith('_') && !f.endsWith('.d.ts'))
+    .map((f) => basename(f, '.ts'))
+    .sort();
+  return names.map((name) => {
+    const path = join(root, 'build/guest', `${name}.wasm`);
+    if (!existsSync(path)) throw new Error(`${path} is missing: run \`npm run build\` first`);
+    return { name, bytes: new Uint8Array(readFileSync(path)) };
+  });
+}
+
+/** One instance per variant, with the counters each one reports. */
+async function instantiateVariants(bytes) {
+  const counters = { gas: 0, exhausted: 0 };
+  const imports = {
+    env: {
+      abort(_message, _file, line, column) {
+        throw new Error(`guest aborted at ${line}:${column}`);
+      },
+    },
+    ftwasm: {
+      fuel_exhausted() {
+        counters.exhausted++;
+        throw new Error('fuel exhausted: the bench gives 2^63-1 and should never run out');
+      },
+    },
+    metering: {
+      usegas(gas) {
+        counters.gas += gas;
+      },
+    },
+  };
+  const modules = {
+    plain: bytes,
+    ftwasm: instrument(bytes),
+    metering: new Uint8Array(meterWASM(Buffer.from(bytes), {})),
+  };
+  const instances = {};
+  for (const v of VARIANTS) instances[v] = (await WebAssembly.instantiate(modules[v], imports)).instance;
+  return { modules, instances, counters };
+}
+
+/** Runs `run()` of one variant once; returns time and checksum, plus its instruction count or gas. */
+function runOnce(variant, instance, counters) {
+  collectGarbage();
+  const fuel = instance.exports.ftwasm_fuel;
+  const fuelBefore = variant === 'ftwasm' ? fuel.value : 0n;
+  const gasBefore = counters.gas;
+  const t0 = performance.now();
+  const checksum = instance.exports.run();
+  const ms = performance.now() - t0;
+  const sample = { ms, checksum };
+  if (variant === 'ftwasm') sample.icount = fuelBefore - fuel.value;
+  if (variant === 'metering') sample.gas = counters.gas - gasBefore;
+  return sample;
+}
+
+async function benchGuest(guest) {
+  const { modules, instances, counters } = await instantiateVariants(guest.bytes);
+  // One entry per timed round: { plain, ftwasm, metering? } in ms. Ratios are taken within a round (the
+  // runs being compared sat next to each other in time), then the median over rounds.
+  const rounds = [];
+  const checksums = [];
+  const counts = { icount: new Set(), gas: new Set() };
+  for (let round = 0; round < WARMUP_ROUNDS + SAMPLE_ROUNDS; round++) {
+    const warm = round >= WARMUP_ROUNDS;
+    const meteredRound = round < WARMUP_ROUNDS + METERED_SAMPLE_ROUNDS;
+    const order = VARIANTS.filter((v) => v !== 'metering' || meteredRound);
+    const times = {};
+    // Rotate the order each round so no variant always runs first (or right after the slow one).
+    for (let i = 0; i < order.length; i++) {
+      const variant = order[(i + round) % order.length];
+      const s = runOnce(variant, instances[variant], counters);
+      checksums.push({ variant, checksum: s.checksum });
+      if (s.icount !== undefined) counts.icount.add(s.icount.toString());
+      if (s.gas !== undefined) counts.gas.add(s.gas);
+      times[variant] = s.ms;
+    }
+    if (warm) rounds.push(times);
+    // Give background TurboFan compilation a moment after the first calls of every variant.
+    else await sleep(50);
+    process.stderr.write('.');
+  }
+  const reference = checksums[0].checksum;
+  if (checksums.some((c) => !sameChecksum(c.checksum, reference))) {
+    throw new Error(`${guest.name}: checksums differ: ${JSON.stringify(checksums.map((c) => [c.variant, String(c.checksum)]))}`);
+  }
+  if (counts.icount.size !== 1) throw new Error(`${guest.name}: icount differs between runs: ${[...counts.icount]}`);
+  if (counts.gas.size !== 1) throw new Error(`${guest.name}: wasm-metering gas differs between runs: ${[...counts.gas]}`);
+  const samples = Object.fromEntries(VARIANTS.map((v) => [v, rounds.filter((r) => v in r).map((r) => r[v])]));
+  const medianMs = Object.fromEntries(VARIANTS.map((v) => [v, median(samples[v])]));
+  const pairedRatio = (v) => median(rounds.filter((r) => v in r).map((r) => r[v] / r.plain));
+  const icount = BigInt([...counts.icount][0]);
+  return {
+    name: guest.name,
+    checksum: String(reference),
+    checksumsEqual: true,
+    samplesMs: samples,
+    medianMs,
+    // Median over rounds of (variant / plain in the same round): the figure reported.
+    ratio: { ftwasm: pairedRatio('ftwasm'), metering: pairedRatio('metering') },
+    // Median variant time / median plain time: a cross-check.
+    ratioOfMedians: { ftwasm: medianMs.ftwasm / medianMs.plain, metering: medianMs.metering / medianMs.plain },
+    icount: icount.toString(),
+    instructionsPerNs: Number(icount) / (medianMs.plain * 1e6),
+    meteringGas: [...counts.gas][0],
+    bytes: {
+      plain: modules.plain.length,
+      ftwasm: modules.ftwasm.length,
+      metering: modules.metering.length,
+    },
+    growth: {
+      ftwasm: modules.ftwasm.length / modules.plain.length - 1,
+      metering: modules.metering.length / modules.plain.length - 1,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- instrument speed
+
+/** Median time of `fn` per call, timing batches of calls that each last at least INSTRUMENT_BATCH_MS. */
+function timePerCall(fn) {
+  for (let i = 0; i < 20; i++) fn(); // warm-up: let V8 optimise the instrumenter
+  let perBatch = 1;
+  for (;;) {
+    const t0 = performance.now();
+    for (let i = 0; i < perBatch; i++) fn();
+    if (performance.now() - t0 >= INSTRUMENT_BATCH_MS / 4) break;
+    perBatch *= 2;
+  }
+  perBatch *= 4;
+  const perCall = [];
+  for (let s = 0; s < INSTRUMENT_SAMPLES; s++) {
+    collectGarbage();
+    const t0 = performance.now();
+    for (let i = 0; i < perBatch; i++) fn();
+    perCall.push((performance.now() - t0) / perBatch);
+  }
+  return median(perCall);
+}
+
+function instrumentSpeed(guest) {
+  const msPerCall = timePerCall(() => instrument(guest.bytes));
+  return { name: guest.name, bytes: guest.bytes.length, msPerCall, mbPerS: guest.bytes.length / 1e6 / (msPerCall / 1e3) };
+}
+
+// ---------------------------------------------------------------------------------------------- a ~1 MiB module
+
+// A synthetic MVP-only module (so wasm-metering can read it too), written directly as bytes: functions of
+// about 1 KiB made of loops, if/else, br_table switches, memory loads and stores, and calls to the function
+// before them, with immediates from a fixed PRNG so LEB widths vary. It is validated, never run.
+function u32leb(n) {
+  const out = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+function s32leb(n) {
+  const out = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+function section(id, content) {
+  return [id, ...u32leb(content.length), ...content];
+}
+
+function vector(items) {
+  return [...u32leb(items.length), ...items.flat()];
+}
+
+function syntheticBody(index, next) {
+  // Params: 0, 1 (i32). Locals: 2, 3, 4 (i32).
+  const c = () => s32leb((next() | 0) >> (next() & 31));
+  const code = [0x01, 0x03, 0x7f]; // one declaration: 3 x i32
+  while (code.length < 1000) {
+    // counter = 0; loop { t = (a + counter) ^ k; mem[counter*4 + 16] = t;
+    //   if (t & 1) b = f(index-1)(b, t) else b = rotl(b, 7);
+    //   switch (t & 3) { ... b += k } ; counter++; br_if counter < (a & 15) }
+    code.push(0x41, 0x00, 0x21, 0x02); // i32.const 0; local.set 2
+    code.push(0x03, 0x40); // loop
+    code.push(0x20, 0x00, 0x20, 0x02, 0x6a, 0x41, ...c(), 0x73, 0x21, 0x03); // t = (a + counter) ^ k
+    code.push(0x20, 0x02, 0x41, 0x04, 0x6c, 0x20, 0x03, 0x36, 0x02, 0x10); // i32.store align=2 offset=16
+    code.push(0x20, 0x03, 0x41, 0x01, 0x71, 0x04, 0x40); // if (t & 1)
+    if (index > 0) code.push(0x20, 0x01, 0x20, 0x03, 0x10, ...u32leb(index - 1), 0x21, 0x01);
+    else code.push(0x20, 0x01, 0x20, 0x03, 0x6b, 0x21, 0x01);
+    code.push(0x05); // else
+    code.push(0x20, 0x01, 0x41, 0x07, 0x77, 0x21, 0x01); // b = rotl(b, 7)
+    code.push(0x0b); // end
+    code.push(0x02, 0x40, 0x02, 0x40, 0x02, 0x40); // block block block
+    code.push(0x20, 0x03, 0x41, 0x03, 0x71, 0x0e, 0x03, 0x00, 0x01, 0x02, 0x02); // br_table 0 1 2 2
+    code.push(0x0b, 0x20, 0x01, 0x41, ...c(), 0x6a, 0x21, 0x01); // end; b += k
+    code.push(0x0b, 0x20, 0x01, 0x20, 0x02, 0x28, 0x02, 0x00, 0x73, 0x21, 0x01); // end; b ^= mem[counter]
+    code.push(0x0b); // end
+    code.push(0x20, 0x02, 0x41, 0x01, 0x6a, 0x22, 0x02); // counter = counter + 1 (tee)
+    code.push(0x20, 0x00, 0x41, 0x0f, 0x71, 0x49, 0x0d, 0x00); // br_if 0 (counter < a & 15)
+    code.push(0x0b); // end loop
+  }
+  code.push(0x20, 0x01, 0x0b); // return b
+  return [...u32leb(code.length), ...code];
+}
+
+/** Returns { bytes, functions }: a valid module of at least `targetBytes` bytes. */
+function syntheticModule(targetBytes) {
+  let seed = 0x2545f491;
+  const next = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  const bodies = [];
+  let size = 0;
+  while (size < targetBytes - 64) {
+    const body = syntheticBody(bodies.length, next);
+    bodies.push(body);
+    size += body.length;
+  }
+  const n = bodies.length;
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vector([[0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f]])), // type 0: (i32, i32) -> i32
+    ...section(3, vector(Array.from({ length: n }, () => [0x00]))),
+    ...section(5, vector([[0x00, 0x01]])), // memory min 1
+    ...section(7, vector([[0x04, ...Buffer.from('main'), 0x00, ...u32leb(n - 1)], [0x06, ...Buffer.from('memory'), 0x02, 0x00]])),
+    ...section(10, vector(bodies)),
+  ];
+  const out = new Uint8Array(bytes);
+  if (!WebAssembly.validate(out)) throw new Error('synthetic module does not validate');
+  return { bytes: out, functions: n };
+}
+
+function largeModule() {
+  const { bytes, functions } = syntheticModule(LARGE_MODULE_BYTES);
+  // The very first call pays for V8 compiling the instrumenter: that is what a CLI run sees.
+  let t0 = performance.now();
+  const first = instrument(bytes);
+  const coldMs = performance.now() - t0;
+  if (!WebAssembly.validate(first)) throw new Error('instrumented synthetic module does not validate');
+  const warmMs = [];
+  for (let i = 0; i < LARGE_SAMPLES; i++) {
+    collectGarbage();
+    t0 = performance.now();
+    instrument(bytes);
+    warmMs.push(performance.now() - t0);
+  }
+  // wasm-metering on the same module, once: it goes through a JSON form and takes seconds.
+  collectGarbage();
+  t0 = performance.now();
+  const metered = meterWASM(Buffer.from(bytes), {});
+  const meteringMs = performance.now() - t0;
+  const meteredValid = WebAssembly.validate(new Uint8Array(metered));
+  const warm = median(warmMs);
+  return {
+    source: 'synthetic: generated as raw bytes by bench/instrument.mjs (MVP opcodes only; loops, if/else, br_table, loads/stores, calls)',
+    bytes: bytes.length,
+    functions,
+    instrumentedBytes: first.length,
+    growth: first.length / bytes.length - 1,
+    coldMs,
+    medianMs: warm,
+    minMs: Math.min(...warmMs),
+    samplesMs: warmMs,
+    mbPerS: bytes.length / 1e6 / (warm / 1e3),
+    meteringMs,
+    meteringValid: meteredValid,
+    meteringGrowth: metered.length / bytes.length - 1,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- main
+
+async function main() {
+  const machine = machineFacts();
+  if (!machine.exposeGc) process.stderr.write('note: run with node --expose-gc for steadier samples\n');
+  const guests = benchGuests();
+
+  const runtime = [];
+  for (const guest of guests) {
+    process.stderr.write(`${guest.name} `);
+    runtime.push(await benchGuest(guest));
+    process.stderr.write('\n');
+  }
+  const speed = guests.map(instrumentSpeed);
+  const large = largeModule();
+
+  const ftwasmRatio = median(runtime.map((r) => r.ratio.ftwasm));
+  const meteringRatio = median(runtime.map((r) => r.ratio.metering));
+  const ftwasmOverhead = ftwasmRatio - 1;
+  const meteringOverhead = meteringRatio - 1;
+  const summary = {
+    medianSlowdown: { ftwasm: ftwasmRatio, metering: meteringRatio },
+    geomeanSlowdown: { ftwasm: geomean(runtime.map((r) => r.ratio.ftwasm)), metering: geomean(runtime.map((r) => r.ratio.metering)) },
+    worst: runtime.reduce((w, r) => (r.ratio.ftwasm > w.ratio ? { guest: r.name, ratio: r.ratio.ftwasm } : w), { guest: '', ratio: 0 }),
+    // Overhead = slowdown - 1. If ftwasm's median overhead is at or below zero (noise), the ratio is infinite.
+    overheadRatio: ftwasmOverhead > 0 ? meteringOverhead / ftwasmOverhead : Infinity,
+    instrumentMedianMbPerS: median(speed.map((s) => s.mbPerS)),
+    largeModuleMs: large.medianMs,
+    targets: {
+      medianSlowdownAtMost5pct: ftwasmRatio <= 1.05,
+      medianSlowdownAtMost3pct: ftwasmRatio <= 1.03,
+      atLeast2xLessOverheadThanMetering: ftwasmOverhead <= 0 || meteringOverhead / ftwasmOverhead >= 2,
+      instrument1MiBUnder50ms: large.medianMs < 50,
+    },
+  };
+
+  const results = {
+    benchmark: 'instrument',
+    machine,
+    config: {
+      warmupRounds: WARMUP_ROUNDS, sampleRounds: SAMPLE_ROUNDS, meteredSampleRounds: METERED_SAMPLE_ROUNDS,
+      instrumentBatchMs: INSTRUMENT_BATCH_MS, largeSamples: LARGE_SAMPLES, quick,
+      ftwasmFuel: '2^63-1 (default)', meteringOptions: 'meterWASM(bytes, {}): default cost table, meterType i32, import metering.usegas',
+      guestFlags: 'asc --target release (-O3, incremental runtime) --disable sign-extension,nontrapping-f2i,bulk-memory,mutable-globals',
+    },
+    runtime,
+    instrumentSpeed: speed,
+    largeModule: large,
+    summary,
+  };
+  mkdirSync(join(root, 'bench/results'), { recursive: true });
+  const jsonPath = join(root, 'bench/results/instrument.json');
+  writeFileSync(jsonPath, JSON.stringify(results, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+
+  const markdownPath = join(root, 'bench/results/instrument.md');
+  writeFileSync(markdownPath, markdown(results));
+  print(results, jsonPath, markdownPath);
+}
+
+/** The README fragment: one row per guest and the summary line. */
+function markdown(results) {
+  const { machine, runtime, largeModule: large, summary } = results;
+  const lines = [
+    '| guest | plain (ms) | ftwasm (ms) | ftwasm slowdown | wasm-metering (ms) | wasm-metering slowdown | size growth ftwasm / wasm-metering |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...runtime.map((r) =>
+      `| ${r.name} | ${fixed(r.medianMs.plain, 0)} | ${fixed(r.medianMs.ftwasm, 0)} | ${pct(r.ratio.ftwasm)} | ` +
+      `${fixed(r.medianMs.metering, 0)} | ${fixed(r.ratio.metering)}x | ${pct(1 + r.growth.ftwasm)} / ${pct(1 + r.growth.metering)} |`),
+    `| **median** | | | **${pct(summary.medianSlowdown.ftwasm)}** | | **${fixed(summary.medianSlowdown.metering)}x** | |`,
+    '',
+    `Overhead ratio (wasm-metering overhead / ftwasm overhead, medians): ${fixed(summary.overheadRatio, 1)}x. ` +
+    `Instrumenting a ${(large.bytes / 2 ** 20).toFixed(2)} MiB synthetic module: ${fixed(large.medianMs, 1)} ms ` +
+    `(${fixed(large.mbPerS, 1)} MB/s; wasm-metering: ${fixed(large.meteringMs, 0)} ms).`,
+    `Measured by \`npm run bench\` on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.date.slice(0, 10)}.`,
+    '',
+  ];
+  return lines.join('\n');
+}
+
+function print(results, jsonPath, markdownPath) {
+  const { machine, runtime, instrumentSpeed: speed, largeModule: large, summary } = results;
+  const out = [];
+  out.push(`ftwasm instrument bench — ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, ${machine.date}`);
+  out.push('');
+  out.push('Run time (median ms; ratio = median over rounds of variant/plain in the same round)');
+  out.push(table(
+    ['guest', 'plain', 'ftwasm', 'ratio', '(of medians)', 'wasm-metering', 'ratio', 'icount', 'instr/ns', 'checksum'],
+    runtime.map((r) => [
+      r.name, fixed(r.medianMs.plain, 1), fixed(r.medianMs.ftwasm, 1), pct(r.ratio.ftwasm), pct(r.ratioOfMedians.ftwasm),
+      fixed(r.medianMs.metering, 1), `${fixed(r.ratio.metering)}x`, r.icount, fixed(r.instructionsPerNs), `${r.checksum} ok`,
+    ]),
+  ));
+  out.push('');
+  out.push(`median slowdown: ftwasm ${pct(summary.medianSlowdown.ftwasm)}, wasm-metering ${fixed(summary.medianSlowdown.metering)}x ` +
+    `(overhead ratio ${fixed(summary.overheadRatio, 1)}x); geomean ftwasm ${pct(summary.geomeanSlowdown.ftwasm)}, ` +
+    `wasm-metering ${fixed(summary.geomeanSlowdown.metering)}x; worst ftwasm: ${summary.worst.guest} ${pct(summary.worst.ratio)}`);
+  out.push('');
+  out.push('Instrumenting (ftwasm, warm)');
+  out.push(table(
+    ['guest', 'bytes', 'ms/module', 'MB/s', 'growth ftwasm', 'growth wasm-metering'],
+    speed.map((s, i) => [
+      s.name, s.bytes, fixed(s.msPerCall, 3), fixed(s.mbPerS, 1),
+      pct(1 + runtime[i].growth.ftwasm), pct(1 + runtime[i].growth.metering),
+    ]),
+  ));
+  out.push('');
+  out.push(`~1 MiB module (${large.source}): ${large.bytes} bytes, ${large.functions} functions`);
+  out.push(`  ftwasm: median ${fixed(large.medianMs, 1)} ms (min ${fixed(large.minMs, 1)}, first call ${fixed(large.coldMs, 1)}), ` +
+    `${fixed(large.mbPerS, 1)} MB/s, growth ${pct(1 + large.growth)}`);
+  out.push(`  wasm-metering: ${fixed(large.meteringMs, 0)} ms (one run), growth ${pct(1 + large.meteringGrowth)}, valid ${large.meteringValid}`);
+  out.push('');
+  const t = summary.targets;
+  const mark = (ok) => (ok ? 'met' : 'MISSED');
+  out.push(`targets: median slowdown <= 5% ${mark(t.medianSlowdownAtMost5pct)} (<= 3% ${mark(t.medianSlowdownAtMost3pct)}); ` +
+    `>= 2x less overhead than wasm-metering ${mark(t.atLeast2xLessOverheadThanMetering)}; 1 MiB < 50 ms ${mark(t.instrument1MiBUnder50ms)}`);
+  out.push(`results: ${jsonPath}, ${markdownPath}`);
+  console.log(out.join('\n'));
+}
+
+await main();

@@ -1,0 +1,19 @@
+// Runs every benchmark script in bench/ (each *.mjs but this one), one child process each so no script
+// inherits another's JIT state, passing on this process's node flags (npm run bench adds --expose-gc).
+import { readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+
+const dir = new URL('.', import.meta.url).pathname;
+const scripts = readdirSync(dir).filter((f) => f.endsWith('.mjs') && f !== 'run.mjs').sort();
+const args = process.argv.slice(2);
+const failed = [];
+for (const script of scripts) {
+  console.log(`\n== bench/${script}`);
+  const r = spawnSync(process.execPath, [...process.execArgv, join(dir, script), ...args], { stdio: 'inherit' });
+  if (r.status !== 0) failed.push(`${script} (${r.signal ?? `exit ${r.status}`})`);
+}
+if (failed.length > 0) {
+  console.error(`\nfailed: ${failed.join(', ')}`);
+  process.exit(1);
+}

@@ -1,0 +1,11 @@
+// host/vm: one guest, in record or replay mode, in a worker thread or in the calling thread.
+export { GuestCore } from './core.ts';
+export type { GuestCoreOptions, GuestMode, RunResult, World, EntrySink, EntrySource, OutputSink } from './core.ts';
+export { GuestRunner } from './runner.ts';
+export type { GuestRunnerOptions, RunnerResult } from './runner.ts';
+export { RealWorld, hostCpuId } from './world.ts';
+export { SharedRing, createRingBuffer, RING_CLOSED, RING_TIMEOUT } from './channel.ts';
+export { stateHash, hex } from './state.ts';
+export { refusedImports, FT_IMPORTS, AS_IMPORTS, IO_BYTES_MAX } from './abi.ts';
+export type { DeterministicImports } from './abi.ts';
+export { DivergenceError, AdmissionError, GuestTrapError, VmStateError } from './errors.ts';

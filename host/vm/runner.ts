@@ -1,0 +1,164 @@
+// GuestRunner: the main-thread face of a guest running in a worker thread.
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { LogFileHeaderInit } from '../log/index.ts';
+import { createRingBuffer, SharedRing } from './channel.ts';
+import type { GuestMode } from './core.ts';
+import { DivergenceError, GuestTrapError, VmStateError } from './errors.ts';
+import type { WorkerInit, WorkerMessage } from './worker.ts';
+
+export interface GuestRunnerOptions {
+  /** An instrumented module. */
+  module: WebAssembly.Module;
+  mode: GuestMode;
+  /** Record: write the log to this new file (the worker writes it, no copy through the main thread). */
+  logFile?: { path: string; header: LogFileHeaderInit };
+  /** Record: emit every sealed frame as a 'frame' event (replication). */
+  streamFrames?: boolean;
+  sliceInstructions?: bigint;
+  checkpointInstructions?: bigint;
+  atLogEnd?: 'stop' | 'go-live';
+  cpuId?: number;
+  entry?: string;
+  /** Bounds of the shared rings. Input messages larger than the input ring's room wait (write returns false). */
+  inputRingBytes?: number;
+  logRingBytes?: number;
+}
+
+export interface RunnerResult {
+  exit: 'returned' | 'trap' | 'log-ended';
+  icount: bigint;
+  stateHash: Uint8Array;
+  lastSeq: number;
+  trap?: string;
+}
+
+export interface GuestRunnerEvents {
+  send: [session: number, bytes: Uint8Array, seq: number];
+  log: [text: string, seq: number];
+  frame: [bytes: Uint8Array, firstSeq: number, lastSeq: number];
+  live: [seq: number];
+}
+
+const RING_BYTES_DEFAULT = 1 << 20;
+
+/** Where the bundled worker lives: next to dist/index.js, or in dist/ when running from the TypeScript sources. */
+function workerPath(): string {
+  const here = import.meta.url;
+  const candidates = here.endsWith('.ts') ? ['../../dist/worker.js'] : ['./worker.js', '../worker.js'];
+  for (const c of candidates) {
+    const path = fileURLToPath(new URL(c, here));
+    if (existsSync(path)) return path;
+  }
+  throw new VmStateError('dist/worker.js is missing: run `npm run build` (npm install does it)');
+}
+
+export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
+  readonly done: Promise<RunnerResult>;
+  private readonly worker: Worker;
+  private readonly input: SharedRing;
+  private readonly interrupts: SharedRing;
+  private readonly log: SharedRing | undefined;
+
+  constructor(options: GuestRunnerOptions) {
+    super();
+    const inputRing = createRingBuffer(options.inputRingBytes ?? RING_BYTES_DEFAULT);
+    const interruptRing = createRingBuffer(4096);
+    const logRing = options.mode === 'replay' ? createRingBuffer(options.logRingBytes ?? 4 * RING_BYTES_DEFAULT) : undefined;
+    this.input = new SharedRing(inputRing);
+    this.interrupts = new SharedRing(interruptRing);
+    this.log = logRing ? new SharedRing(logRing) : undefined;
+    const init: WorkerInit = {
+      module: options.module,
+      mode: options.mode,
+      inputRing,
+      interruptRing,
+      ...(logRing ? { logRing } : {}),
+      ...(options.logFile ? { logFile: options.logFile } : {}),
+      streamFrames: options.streamFrames ?? false,
+      sliceInstructions: String(options.sliceInstructions ?? 1_000_000n),
+      checkpointInstructions: String(options.checkpointInstructions ?? 0n),
+      atLogEnd: options.atLogEnd ?? 'stop',
+      ...(options.cpuId !== undefined ? { cpuId: options.cpuId } : {}),
+      entry: options.entry ?? '_start',
+    };
+    this.worker = new Worker(workerPath(), { workerData: init });
+    this.done = new Promise<RunnerResult>((resolve, reject) => {
+      this.worker.on('message', (m: WorkerMessage) => {
+        switch (m.t) {
+          case 'send':
+            return void this.emit('send', m.session, m.bytes, m.seq);
+          case 'log':
+            return void this.emit('log', m.text, m.seq);
+          case 'frame':
+            return void this.emit('frame', m.bytes, m.firstSeq, m.lastSeq);
+          case 'live':
+            return void this.emit('live', m.seq);
+          case 'done':
+            return resolve({
+              exit: m.exit as RunnerResult['exit'], icount: BigInt(m.icount), stateHash: m.stateHash, lastSeq: m.lastSeq,
+              ...(m.trap ? { trap: m.trap } : {}),
+            });
+          case 'error':
+            return reject(rebuildError(m));
+        }
+      });
+      this.worker.on('error', reject);
+      this.worker.on('exit', (code) => reject(new VmStateError(`guest worker exited (code ${code}) before finishing`)));
+    });
+    this.done.catch(() => undefined).finally(() => void this.worker.terminate());
+  }
+
+  /** Queues one input message (4-byte LE session id + payload); false when the input ring is full now. */
+  send(message: Uint8Array): boolean {
+    return this.input.write(message);
+  }
+
+  /** No more input: the guest's next recv on an empty queue returns -1. */
+  closeInput(): void {
+    this.input.close();
+  }
+
+  /** Raises an interrupt, delivered at the guest's next check point; false when too many are waiting. */
+  interrupt(event: number, arg: number): boolean {
+    const m = new Uint8Array(8);
+    const view = new DataView(m.buffer);
+    view.setInt32(0, event, true);
+    view.setInt32(4, arg, true);
+    return this.interrupts.write(m);
+  }
+
+  /** Replay: feeds log bytes (frames, possibly split anywhere); false when the log ring is full now. */
+  pushLog(bytes: Uint8Array): boolean {
+    if (!this.log) throw new VmStateError('pushLog is for replay mode');
+    return this.log.write(bytes);
+  }
+
+  /** Replay: the log ends here; the guest stops (or goes live) when it has replayed it all. */
+  endLog(): void {
+    this.log?.close();
+  }
+
+  get logRingMessageMax(): number {
+    return this.log?.messageBytesMax ?? 0;
+  }
+
+  async terminate(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+function rebuildError(m: Extract<WorkerMessage, { t: 'error' }>): Error {
+  if (m.code === 'FTW_DIVERGENCE') {
+    const e = new DivergenceError(m.seq ?? 0, '', '');
+    e.message = m.message;
+    return e;
+  }
+  if (m.code === 'FTW_GUEST_TRAP') return Object.assign(new GuestTrapError('', 0n), { message: m.message });
+  const e = new Error(m.message) as Error & { code?: string };
+  e.name = m.name;
+  if (m.code) e.code = m.code;
+  return e;
+}

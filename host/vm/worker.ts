@@ -1,0 +1,124 @@
+// Worker thread entry: runs one GuestCore so that a blocking or endless guest never blocks the host's event
+// loop. Input, interrupts and (for replay) log frames arrive through shared rings; outputs, frames and the
+// result go back by postMessage. Built to dist/worker.js.
+import { parentPort, workerData } from 'node:worker_threads';
+import { FrameReader, FrameWriter, LogFileWriter } from '../log/index.ts';
+import type { LogEntry, LogFileHeaderInit } from '../log/index.ts';
+import { SharedRing, RING_CLOSED } from './channel.ts';
+import { GuestCore } from './core.ts';
+import type { EntrySink, EntrySource, GuestMode } from './core.ts';
+import { RealWorld } from './world.ts';
+
+export interface WorkerInit {
+  module: WebAssembly.Module;
+  mode: GuestMode;
+  inputRing: SharedArrayBuffer;
+  interruptRing: SharedArrayBuffer;
+  logRing?: SharedArrayBuffer;
+  logFile?: { path: string; header: LogFileHeaderInit };
+  streamFrames: boolean;
+  sliceInstructions: string;
+  checkpointInstructions: string;
+  atLogEnd: 'stop' | 'go-live';
+  cpuId?: number;
+  entry: string;
+}
+
+export type WorkerMessage =
+  | { t: 'frame'; bytes: Uint8Array; firstSeq: number; lastSeq: number }
+  | { t: 'send'; session: number; bytes: Uint8Array; seq: number }
+  | { t: 'log'; text: string; seq: number }
+  | { t: 'live'; seq: number }
+  | { t: 'done'; exit: string; icount: string; stateHash: Uint8Array; lastSeq: number; trap?: string }
+  | { t: 'error'; name: string; code?: string; message: string; seq?: number };
+
+/** Replay source over frames pushed into a ring; blocks until the next frame or the end of the log. */
+class RingSource implements EntrySource {
+  private readonly reader = new FrameReader();
+  private queue: LogEntry[] = [];
+  private at = 0;
+  private ended = false;
+  constructor(private readonly ring: SharedRing) {}
+  peek(): LogEntry | undefined {
+    while (this.at >= this.queue.length && !this.ended) {
+      const chunk = this.ring.read(Infinity);
+      if (chunk === RING_CLOSED) {
+        this.ended = true;
+        break;
+      }
+      if (typeof chunk === 'number') continue;
+      this.reader.push(chunk);
+      this.queue = this.queue.slice(this.at);
+      this.at = 0;
+      for (let f = this.reader.next(); f !== 'incomplete'; f = this.reader.next()) this.queue.push(...f.entries);
+    }
+    return this.queue[this.at];
+  }
+  take(): void {
+    this.at++;
+  }
+}
+
+function main(): void {
+  const init = workerData as WorkerInit;
+  const port = parentPort!;
+  const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+  let sink: (EntrySink & { flush(): void }) | undefined;
+  let file: LogFileWriter | undefined;
+  const makeSink = (nextSeq: number): EntrySink => {
+    if (init.logFile && !init.streamFrames) {
+      file = LogFileWriter.create(init.logFile.path, { ...init.logFile.header, firstSeq: nextSeq });
+      sink = file;
+    } else {
+      sink = new FrameWriter({
+        next_seq: nextSeq,
+        on_frame: (frame, info) => post({ t: 'frame', bytes: frame, firstSeq: info.firstSeq, lastSeq: info.lastSeq }, [frame.buffer as ArrayBuffer]),
+      });
+    }
+    if (init.mode === 'replay') post({ t: 'live', seq: nextSeq });
+    return sink;
+  };
+  const world = new RealWorld({
+    input: new SharedRing(init.inputRing),
+    interrupts: new SharedRing(init.interruptRing),
+    ...(init.cpuId !== undefined ? { cpuId: init.cpuId } : {}),
+    beforeBlock: () => sink?.flush(),
+  });
+  try {
+    const core = new GuestCore({
+      module: init.module,
+      mode: init.mode,
+      world,
+      ...(init.mode === 'record' || init.atLogEnd === 'go-live' ? { sink: makeSink } : {}),
+      ...(init.logRing ? { source: new RingSource(new SharedRing(init.logRing)) } : {}),
+      outputs: {
+        send: (session, bytes, seq) => {
+          sink?.flush(); // the entry goes out before the output can be released
+          post({ t: 'send', session, bytes, seq });
+        },
+        log: (text, seq) => post({ t: 'log', text, seq }),
+      },
+      sliceInstructions: BigInt(init.sliceInstructions),
+      checkpointInstructions: BigInt(init.checkpointInstructions),
+      atLogEnd: init.atLogEnd,
+    });
+    const result = core.run(init.entry);
+    sink?.flush();
+    file?.close();
+    post({
+      t: 'done', exit: result.exit, icount: result.icount.toString(), stateHash: result.stateHash, lastSeq: result.lastSeq,
+      ...(result.trap ? { trap: result.trap.message } : {}),
+    });
+  } catch (error) {
+    try {
+      sink?.flush();
+      file?.close();
+    } catch {
+      // the original error matters more
+    }
+    const e = error as { name?: string; code?: string; message?: string; seq?: number };
+    post({ t: 'error', name: e.name ?? 'Error', message: e.message ?? String(error), ...(e.code ? { code: e.code } : {}), ...(e.seq !== undefined ? { seq: e.seq } : {}) });
+  }
+}
+
+main();

@@ -1,0 +1,67 @@
+// The real world of a recording guest: clocks, randomness, host id, and input from a shared ring.
+import { randomFillSync, createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { SharedRing, RING_CLOSED, RING_TIMEOUT } from './channel.ts';
+import type { World } from './core.ts';
+
+/** A stable id of this host (i32), the answer to `cpu_id` unless the embedder gives one. */
+export function hostCpuId(): number {
+  return createHash('sha256').update(hostname()).digest().readInt32LE(0);
+}
+
+export interface RealWorldOptions {
+  input: SharedRing;
+  interrupts?: SharedRing;
+  cpuId?: number;
+  /** Called right before the guest blocks in recv: flush the log so the backup is current. */
+  beforeBlock?: () => void;
+}
+
+export class RealWorld implements World {
+  private readonly epochOffsetNs: bigint;
+  private readonly cpu: number;
+
+  constructor(private readonly options: RealWorldOptions) {
+    this.epochOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+    this.cpu = options.cpuId ?? hostCpuId();
+  }
+
+  clockNow(): bigint {
+    return this.epochOffsetNs + process.hrtime.bigint();
+  }
+  clockMono(): bigint {
+    return process.hrtime.bigint();
+  }
+  randomBytes(length: number): Uint8Array {
+    return randomFillSync(new Uint8Array(length));
+  }
+  cpuId(): number {
+    return this.cpu;
+  }
+  seed(): number {
+    return randomFillSync(new Uint32Array(1))[0]! / 2 ** 32;
+  }
+  dateNow(): number {
+    return Date.now();
+  }
+
+  recv(cap: number, timeoutMs: number): Uint8Array | number {
+    const ring = this.options.input;
+    if (ring.peekLength() === undefined) {
+      if (ring.closed) return RING_CLOSED;
+      if (timeoutMs === 0) return RING_TIMEOUT;
+      this.options.beforeBlock?.();
+      if (!ring.waitForMessage(timeoutMs < 0 ? Infinity : timeoutMs)) return ring.closed && ring.usedBytes() === 0 ? RING_CLOSED : RING_TIMEOUT;
+    }
+    const length = ring.peekLength()!;
+    if (length > cap) return -length; // stays queued; the guest may retry with a larger buffer
+    return ring.tryRead()!;
+  }
+
+  pendingInterrupt(): { event: number; arg: number } | undefined {
+    const m = this.options.interrupts?.tryRead();
+    if (!m) return undefined;
+    const view = new DataView(m.buffer, m.byteOffset, m.byteLength);
+    return { event: view.getInt32(0, true), arg: view.getInt32(4, true) };
+  }
+}
