@@ -4,7 +4,8 @@
 //
 //   node --expose-gc bench/instrument.mjs [--quick]
 //
-// Prints a table and writes everything to bench/results/instrument.json.
+// Prints a table, writes everything to bench/results/instrument.json and a README table fragment to
+// bench/results/instrument.md.
 import { instrument } from 'ftwasm';
 import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -46,6 +47,18 @@ function geomean(values) {
 
 function collectGarbage() {
   if (typeof globalThis.gc === 'function') globalThis.gc();
+}
+
+/** (slowdown - 1) of wasm-metering over that of ftwasm; Infinity when ftwasm has no overhead at all. */
+function overheadRatio(meteringSlowdown, ftwasmSlowdown) {
+  return ftwasmSlowdown > 1 ? (meteringSlowdown - 1) / (ftwasmSlowdown - 1) : Infinity;
+}
+
+// JSON has no BigInt or Infinity: write them as strings.
+function jsonValue(_key, value) {
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  return value;
 }
 
 function sameChecksum(a, b) {
@@ -184,6 +197,8 @@ async function benchGuest(guest) {
     ratio: { ftwasm: pairedRatio('ftwasm'), metering: pairedRatio('metering') },
     // Median variant time / median plain time: a cross-check.
     ratioOfMedians: { ftwasm: medianMs.ftwasm / medianMs.plain, metering: medianMs.metering / medianMs.plain },
+    // wasm-metering overhead / ftwasm overhead for this guest; Infinity when ftwasm ran as fast or faster.
+    overheadRatio: overheadRatio(pairedRatio('metering'), pairedRatio('ftwasm')),
     icount: icount.toString(),
     instructionsPerNs: Number(icount) / (medianMs.plain * 1e6),
     meteringGas: [...counts.gas][0],
@@ -388,7 +403,7 @@ async function main() {
     geomeanSlowdown: { ftwasm: geomean(runtime.map((r) => r.ratio.ftwasm)), metering: geomean(runtime.map((r) => r.ratio.metering)) },
     worst: runtime.reduce((w, r) => (r.ratio.ftwasm > w.ratio ? { guest: r.name, ratio: r.ratio.ftwasm } : w), { guest: '', ratio: 0 }),
     // Overhead = slowdown - 1. If ftwasm's median overhead is at or below zero (noise), the ratio is infinite.
-    overheadRatio: ftwasmOverhead > 0 ? meteringOverhead / ftwasmOverhead : Infinity,
+    overheadRatio: overheadRatio(meteringRatio, ftwasmRatio),
     instrumentMedianMbPerS: median(speed.map((s) => s.mbPerS)),
     largeModuleMs: large.medianMs,
     targets: {
@@ -415,7 +430,7 @@ async function main() {
   };
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   const jsonPath = join(root, 'bench/results/instrument.json');
-  writeFileSync(jsonPath, JSON.stringify(results, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+  writeFileSync(jsonPath, JSON.stringify(results, jsonValue, 2) + '\n');
 
   const markdownPath = join(root, 'bench/results/instrument.md');
   writeFileSync(markdownPath, markdown(results));
@@ -449,10 +464,10 @@ function print(results, jsonPath, markdownPath) {
   out.push('');
   out.push('Run time (median ms; ratio = median over rounds of variant/plain in the same round)');
   out.push(table(
-    ['guest', 'plain', 'ftwasm', 'ratio', '(of medians)', 'wasm-metering', 'ratio', 'icount', 'instr/ns', 'checksum'],
+    ['guest', 'plain', 'ftwasm', 'ratio', '(of medians)', 'wasm-metering', 'ratio', 'overhead ratio', 'icount', 'instr/ns', 'checksum'],
     runtime.map((r) => [
       r.name, fixed(r.medianMs.plain, 1), fixed(r.medianMs.ftwasm, 1), pct(r.ratio.ftwasm), pct(r.ratioOfMedians.ftwasm),
-      fixed(r.medianMs.metering, 1), `${fixed(r.ratio.metering)}x`, r.icount, fixed(r.instructionsPerNs), `${r.checksum} ok`,
+      fixed(r.medianMs.metering, 1), `${fixed(r.ratio.metering)}x`, `${fixed(r.overheadRatio, 1)}x`, r.icount, fixed(r.instructionsPerNs), `${r.checksum} ok`,
     ]),
   ));
   out.push('');

@@ -52,9 +52,13 @@ function hex32(value: u32): string {
 
 function answer(message: ft.Message): void {
   const mono = ft.clockMono();
+  // Copy the interrupt state before building the text: the calls below have check points, where another
+  // tick may arrive, and the reply should describe one moment.
+  const ticksSeen = ticks;
+  const lastTickSeen = lastTick;
   ft.send(
     message.session,
-    "TICKS " + ticks.toString() + " LAST " + lastTick.toString() + " ROUNDS " + rounds.toString() +
+    "TICKS " + ticksSeen.toString() + " LAST " + lastTickSeen.toString() + " ROUNDS " + rounds.toString() +
       " SUM " + hex32(hash) + " MONO " + mono.toString() + "\n",
   );
 }

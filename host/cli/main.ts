@@ -3,6 +3,9 @@
 import { Command } from 'commander';
 import { instrumentCommand } from './instrument.ts';
 import { demoCommand } from './demo.ts';
+import { recordCommand } from './record.ts';
+import { replayCommand } from './replay.ts';
+import { inspectCommand } from './inspect.ts';
 
 const program = new Command();
 program.name('ftwasm').description('Fault tolerance for WebAssembly guests: instruction-counted record/replay and failover.');
@@ -22,8 +25,34 @@ program
   .option('--slice <n>', 'fuel slice: the host refills this much at each exhaustion', '10000000')
   .action(demoCommand);
 
+program
+  .command('record')
+  .description('run a guest, answering its imports from the world and recording them; stdin lines are messages of session 1')
+  .argument('<guest.wasm>', 'guest module (instrumented on the fly unless it already is)')
+  .requiredOption('--log <file>', 'log file to write')
+  .option('--force', 'replace an existing log file')
+  .option('--slice <n>', 'instructions between host check-ins (interrupt latency)')
+  .option('--checkpoint <n>', 'write a state-hash checkpoint every n instructions')
+  .action(recordCommand);
+
+program
+  .command('replay')
+  .description('replay a guest from its log, checking every import, output and checkpoint; exit 3 on divergence')
+  .argument('<guest.wasm>', 'the module the log was recorded with')
+  .requiredOption('--log <file>', 'log file to replay')
+  .option('--quiet', 'do not print the replayed outputs')
+  .action(replayCommand);
+
+program
+  .command('inspect')
+  .description('print a log file: entries, counts and bytes by kind')
+  .argument('<file>', 'log file')
+  .option('--limit <n>', 'entries to list (0: all)', '50')
+  .action(inspectCommand);
+
 program.parseAsync(process.argv).catch((error: unknown) => {
   const e = error as { code?: string; message?: string };
   process.stderr.write(`ftwasm: ${e.message ?? String(error)}\n`);
-  process.exitCode = e.code === 'FTW_DIVERGENCE' ? 3 : 1;
+  // 3: the log and the guest disagree (divergence, corrupt log, wrong module); 1: anything else.
+  process.exitCode = e.code === 'FTW_DIVERGENCE' || e.code?.startsWith('FTW_LOG') ? 3 : 1;
 });

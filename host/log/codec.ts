@@ -279,6 +279,9 @@ export function checkIcount(seq: number, kind: number, icount: unknown, lastIcou
 // Encoding, with the deltas of the open frame.
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
+// Module-local copies for the hot path (see frame.ts).
+const CLOCK_NOW = EntryKind.CLOCK_NOW;
+const CLOCK_MONO = EntryKind.CLOCK_MONO;
 
 /**
  * Writes entries of one frame into a ByteWriter, keeping the frame's delta state. Nothing allocates per
@@ -320,11 +323,11 @@ export class EntryEncoder {
   commit(): void {
     this.icHi = this.pIcHi;
     this.icLo = this.pIcLo;
-    if (this.pClockKind === EntryKind.CLOCK_NOW) {
+    if (this.pClockKind === CLOCK_NOW) {
       this.nowSet = true;
       this.nowHi = this.pClockHi;
       this.nowLo = this.pClockLo;
-    } else if (this.pClockKind === EntryKind.CLOCK_MONO) {
+    } else if (this.pClockKind === CLOCK_MONO) {
       this.monoSet = true;
       this.monoHi = this.pClockHi;
       this.monoLo = this.pClockLo;
@@ -365,7 +368,7 @@ export class EntryEncoder {
     const hi = s.getUint32(4, true);
     let dlo = lo;
     let dhi = hi;
-    const now = kind === EntryKind.CLOCK_NOW;
+    const now = kind === CLOCK_NOW;
     if (now ? this.nowSet : this.monoSet) {
       dlo = lo - (now ? this.nowLo : this.monoLo);
       dhi = hi - (now ? this.nowHi : this.monoHi);
@@ -491,6 +494,54 @@ function f64(v: unknown, index: number, seq: number, field: string): number {
   return v;
 }
 
+/** The payload of a non-clock entry from its msgpack array `v` (length already checked). */
+function decodePayload(kind: EntryKind, v: unknown[], i: number, seq: number): LogEntry['payload'] {
+  const x = v[2];
+  switch (kind) {
+    case EntryKind.RANDOM:
+    case EntryKind.CHECKPOINT:
+      return bytes(x, i, seq, 'payload');
+    case EntryKind.CPU_ID:
+    case EntryKind.END:
+      return i32(x, i, seq, 'payload');
+    case EntryKind.RECV:
+      return x === RECV_TIMEOUT || x === RECV_CLOSED ? x : bytes(x, i, seq, 'payload');
+    case EntryKind.SEND: {
+      const payload = { session: u32(x, i, seq, 'session'), digest: u32(v[3], i, seq, 'digest'), length: u32(v[4], i, seq, 'length') };
+      if (v.length === 5) return payload;
+      const kept = bytes(v[5], i, seq, 'bytes');
+      if (kept.length !== payload.length) fail(i, seq, `SEND length ${payload.length} differs from ${kept.length} bytes kept`);
+      return { ...payload, bytes: kept };
+    }
+    case EntryKind.LOG:
+      return { digest: u32(x, i, seq, 'digest'), length: u32(v[3], i, seq, 'length') };
+    case EntryKind.INTERRUPT:
+      return { event: i32(x, i, seq, 'event'), arg: i32(v[3], i, seq, 'arg') };
+    case EntryKind.INVOKE:
+      return { handler: str(x, i, seq, 'handler'), bytes: bytes(v[3], i, seq, 'bytes') };
+    case EntryKind.SEED:
+    case EntryKind.DATE_NOW:
+      return f64(x, i, seq, 'payload');
+    case EntryKind.ABORT:
+      return { message: str(x, i, seq, 'message'), file: str(v[3], i, seq, 'file'), line: u32(v[4], i, seq, 'line'), column: u32(v[5], i, seq, 'column') };
+    case EntryKind.TRACE: {
+      const list = v[3];
+      if (!Array.isArray(list) || list.length > TRACE_VALUES_MAX) fail(i, seq, 'TRACE values is not an array of at most 5');
+      return { message: str(x, i, seq, 'message'), values: list.map((n: unknown, k: number) => f64(n, i, seq, `values[${k}]`)) };
+    }
+    case EntryKind.CLOCK_NOW:
+    case EntryKind.CLOCK_MONO:
+      return fail(i, seq, 'clock entries are decoded by decodeBody');
+  }
+}
+
+/** A clock delta as a bigint. */
+function clockDelta(x: unknown, i: number, seq: number): bigint {
+  if (typeof x === 'bigint') return x;
+  if (typeof x === 'number' && Number.isInteger(x)) return BigInt(x);
+  return fail(i, seq, 'clock value is not an integer');
+}
+
 /**
  * Decodes a frame body of `count` entries starting at `firstSeq` and `baseIcount`; throws BodyError when the
  * body is not exactly that many well-formed entries.
@@ -526,85 +577,15 @@ export function decodeBody(body: Uint8Array, count: number, firstSeq: number, ba
       icount += d;
     } else fail(i, seq, 'icount delta is not an integer');
     if (icount > U64_MAX) fail(i, seq, 'icount beyond u64');
-    const x: unknown = v[2];
-    let entry: LogEntry;
-    switch (kind) {
-      case EntryKind.CLOCK_NOW:
-      case EntryKind.CLOCK_MONO: {
-        let delta: bigint;
-        if (typeof x === 'bigint') delta = x;
-        else if (typeof x === 'number' && Number.isInteger(x)) delta = BigInt(x);
-        else fail(i, seq, 'clock value is not an integer');
-        if (kind === EntryKind.CLOCK_NOW) {
-          now = BigInt.asIntN(64, now + delta);
-          entry = { seq, kind, icount, payload: now };
-        } else {
-          mono = BigInt.asIntN(64, mono + delta);
-          entry = { seq, kind, icount, payload: mono };
-        }
-        break;
-      }
-      case EntryKind.RANDOM:
-      case EntryKind.CHECKPOINT:
-        entry = { seq, kind, icount, payload: bytes(x, i, seq, 'payload') };
-        break;
-      case EntryKind.CPU_ID:
-      case EntryKind.END:
-        entry = { seq, kind, icount, payload: i32(x, i, seq, 'payload') };
-        break;
-      case EntryKind.RECV:
-        if (x === RECV_TIMEOUT || x === RECV_CLOSED) entry = { seq, kind, icount, payload: x };
-        else entry = { seq, kind, icount, payload: bytes(x, i, seq, 'payload') };
-        break;
-      case EntryKind.SEND: {
-        const session = u32(x, i, seq, 'session');
-        const digest = u32(v[3], i, seq, 'digest');
-        const length = u32(v[4], i, seq, 'length');
-        if (v.length === 5) {
-          entry = { seq, kind, icount, payload: { session, digest, length } };
-        } else {
-          const b = bytes(v[5], i, seq, 'bytes');
-          if (b.length !== length) fail(i, seq, `SEND length ${length} differs from ${b.length} bytes kept`);
-          entry = { seq, kind, icount, payload: { session, digest, length, bytes: b } };
-        }
-        break;
-      }
-      case EntryKind.LOG:
-        entry = { seq, kind, icount, payload: { digest: u32(x, i, seq, 'digest'), length: u32(v[3], i, seq, 'length') } };
-        break;
-      case EntryKind.INTERRUPT:
-        entry = { seq, kind, icount, payload: { event: i32(x, i, seq, 'event'), arg: i32(v[3], i, seq, 'arg') } };
-        break;
-      case EntryKind.INVOKE:
-        entry = { seq, kind, icount, payload: { handler: str(x, i, seq, 'handler'), bytes: bytes(v[3], i, seq, 'bytes') } };
-        break;
-      case EntryKind.SEED:
-      case EntryKind.DATE_NOW:
-        entry = { seq, kind, icount, payload: f64(x, i, seq, 'payload') };
-        break;
-      case EntryKind.ABORT:
-        entry = {
-          seq,
-          kind,
-          icount,
-          payload: {
-            message: str(x, i, seq, 'message'),
-            file: str(v[3], i, seq, 'file'),
-            line: u32(v[4], i, seq, 'line'),
-            column: u32(v[5], i, seq, 'column'),
-          },
-        };
-        break;
-      case EntryKind.TRACE: {
-        const message = str(x, i, seq, 'message');
-        const list: unknown = v[3];
-        if (!Array.isArray(list) || list.length > TRACE_VALUES_MAX) fail(i, seq, 'TRACE values is not a short array');
-        const values = list.map((n: unknown, k: number) => f64(n, i, seq, `values[${k}]`));
-        entry = { seq, kind, icount, payload: { message, values } };
-        break;
-      }
+    if (kind === EntryKind.CLOCK_NOW) {
+      now = BigInt.asIntN(64, now + clockDelta(v[2], i, seq));
+      entries[i] = { seq, kind, icount, payload: now };
+    } else if (kind === EntryKind.CLOCK_MONO) {
+      mono = BigInt.asIntN(64, mono + clockDelta(v[2], i, seq));
+      entries[i] = { seq, kind, icount, payload: mono };
+    } else {
+      entries[i] = { seq, kind, icount, payload: decodePayload(kind, v, i, seq) } as LogEntry;
     }
-    entries[i] = entry;
   }
   return entries;
 }

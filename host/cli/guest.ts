@@ -1,0 +1,33 @@
+// Loading a guest for the CLI: instrument it unless it already is, and hash the original bytes.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { instrument } from '../instrument/index.ts';
+
+export const FTWASM_VERSION = '0.1.0';
+
+export interface LoadedGuest {
+  module: WebAssembly.Module;
+  /** SHA-256 of the file as given: a log names the module it was recorded with. */
+  moduleHash: Uint8Array;
+}
+
+export function loadGuest(path: string): LoadedGuest {
+  const bytes = readFileSync(path);
+  const moduleHash = new Uint8Array(createHash('sha256').update(bytes).digest());
+  const probe = new WebAssembly.Module(bytes);
+  const instrumented = WebAssembly.Module.customSections(probe, 'ftwasm').length > 0;
+  return { module: instrumented ? probe : new WebAssembly.Module(instrument(bytes)), moduleHash };
+}
+
+/** A message as `recv` delivers it: 4-byte LE session id, then the payload. */
+export function sessionMessage(session: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + payload.length);
+  new DataView(out.buffer).setUint32(0, session, true);
+  out.set(payload, 4);
+  return out;
+}
+
+/** The closing lines of record and replay; outside checks read them. */
+export function printFinal(icount: bigint, stateHash: Uint8Array): void {
+  process.stderr.write(`icount: ${icount}\nstate-hash: ${Buffer.from(stateHash).toString('hex')}\n`);
+}

@@ -1,0 +1,50 @@
+// `ftwasm inspect <file>`: the entries of a log file as a table, then counts and bytes by kind.
+import { readFileSync, statSync } from 'node:fs';
+
+import { decodeLogFile, entryKindName, EntryKind } from '../log/index.ts';
+import type { LogEntry } from '../log/index.ts';
+
+export function inspectCommand(path: string, opts: { limit: string }): void {
+  const contents = decodeLogFile(readFileSync(path), { path: path });
+  const { header, entries, frames } = contents;
+  const out = (s: string): void => void process.stdout.write(`${s}\n`);
+  out(`log ${path}: format ${header.formatVersion}, flags 0x${header.flags.toString(16)}, ftwasm ${header.ftwasmVersion}, created ${new Date(header.createdAtMs).toISOString()}`);
+  out(`module sha256 ${Buffer.from(header.moduleHash).toString('hex')}`);
+  out(`${entries.length} entries in ${frames.length} frames, ${statSync(path).size} bytes; tail: ${contents.tail === 'clean' ? 'clean' : `torn at byte ${contents.tail.offset}`}`);
+  const limit = Number(opts.limit);
+  const shown = limit > 0 ? entries.slice(0, limit) : entries;
+  out('');
+  out(`${'seq'.padStart(8)}  ${'kind'.padEnd(10)}  ${'icount'.padStart(14)}  payload`);
+  for (const e of shown) out(`${String(e.seq).padStart(8)}  ${entryKindName(e.kind).padEnd(10)}  ${String(e.icount).padStart(14)}  ${describe(e)}`);
+  if (shown.length < entries.length) out(`… ${entries.length - shown.length} more (--limit 0 shows all)`);
+  const byKind = new Map<number, { count: number; bytes: number }>();
+  for (const e of entries) {
+    const k = byKind.get(e.kind) ?? { count: 0, bytes: 0 };
+    k.count++;
+    k.bytes += payloadBytes(e);
+    byKind.set(e.kind, k);
+  }
+  const frameBytes = frames.reduce((n, f) => n + f.bytes, 0);
+  out('');
+  out(`${'kind'.padEnd(10)}  ${'entries'.padStart(9)}  ${'payload bytes'.padStart(13)}`);
+  for (const [kind, k] of [...byKind].sort((a, b) => a[0] - b[0])) out(`${entryKindName(kind).padEnd(10)}  ${String(k.count).padStart(9)}  ${String(k.bytes).padStart(13)}`);
+  out(`frames: ${frames.length}, ${frameBytes} bytes, ${(frameBytes / Math.max(1, entries.length)).toFixed(1)} bytes per entry on average`);
+}
+
+function payloadBytes(e: LogEntry): number {
+  const p = e.payload as unknown;
+  if (p instanceof Uint8Array) return p.length;
+  if (e.kind === EntryKind.SEND || e.kind === EntryKind.LOG) return (p as { length: number }).length;
+  if (e.kind === EntryKind.INVOKE) return (p as { bytes: Uint8Array }).bytes.length;
+  return 8;
+}
+
+function describe(e: LogEntry): string {
+  const p = e.payload as unknown;
+  if (p instanceof Uint8Array) {
+    const hex = Buffer.from(p.subarray(0, 24)).toString('hex');
+    return `${p.length} bytes ${hex}${p.length > 24 ? '…' : ''}`;
+  }
+  if (typeof p === 'bigint' || typeof p === 'number') return String(p);
+  return JSON.stringify(p, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? `${v.length} bytes` : v));
+}
