@@ -66,7 +66,7 @@ function sameChecksum(a, b) {
 }
 
 const pct = (ratio) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
-const fixed = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : String(v));
+const fixed = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : v === Infinity ? '∞' : String(v));
 
 function table(headers, rows) {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));

@@ -2,7 +2,7 @@
 // only adds types, buffer management and UTF-8. Every wrapper makes exactly the import calls its doc
 // names, so a guest's sequence of imports (which the log records) is easy to predict from its source.
 
-import { utf8Encode } from "./utf8";
+import { utf8Decode, utf8Encode } from "./utf8";
 
 // ---- raw imports -------------------------------------------------------------------------------------
 
@@ -117,6 +117,11 @@ export class Message {
     /** The message bytes (a copy the guest owns). */
     public payload: Uint8Array,
   ) {}
+
+  /** The payload decoded as UTF-8 (malformed bytes give unspecified text; check with utf8Valid). */
+  text(): string {
+    return utf8Decode(this.payload);
+  }
 }
 
 // Unmanaged (not GC-tracked) buffer that recv writes into; grown on demand, never shrunk.
