@@ -85,6 +85,8 @@ function machineFacts() {
     node: process.version,
     v8: process.versions.v8,
     exposeGc: typeof globalThis.gc === 'function',
+    // Other work on the machine skews the figures: the 1-minute load average before and after the run.
+    loadAverageStart: +os.loadavg()[0].toFixed(2),
     date: new Date().toISOString(),
   };
 }
@@ -393,6 +395,7 @@ async function main() {
   }
   const speed = guests.map(instrumentSpeed);
   const large = largeModule();
+  machine.loadAverageEnd = +os.loadavg()[0].toFixed(2);
 
   const ftwasmRatio = median(runtime.map((r) => r.ratio.ftwasm));
   const meteringRatio = median(runtime.map((r) => r.ratio.metering));
@@ -460,7 +463,8 @@ function markdown(results) {
 function print(results, jsonPath, markdownPath) {
   const { machine, runtime, instrumentSpeed: speed, largeModule: large, summary } = results;
   const out = [];
-  out.push(`ftwasm instrument bench — ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, ${machine.date}`);
+  out.push(`ftwasm instrument bench — ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, ${machine.date}, ` +
+    `load average ${machine.loadAverageStart} -> ${machine.loadAverageEnd}`);
   out.push('');
   out.push('Run time (median ms; ratio = median over rounds of variant/plain in the same round)');
   out.push(table(

@@ -1,7 +1,7 @@
 // Log codec benchmark: CLOCK_NOW entries with realistic deltas (icount +50..5000, clock +100..10000 ns).
 // Bundles host/log and msgpackr with esbuild into a temp dir (no build step needed), then prints encode
 // and decode rates and bytes per entry, all measured in this run.
-//   node bench/log.mjs [entries=10000000]
+//   node bench/log.mjs [--quick] [--entries=N]      (default 10 million entries, --quick 1 million)
 import { build } from 'esbuild';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const root = new URL('..', import.meta.url).pathname;
-const ENTRIES = Number(process.argv[2] ?? 10_000_000);
+const entriesArg = process.argv.find((a) => a.startsWith('--entries='));
+const ENTRIES = entriesArg ? Number(entriesArg.slice('--entries='.length)) : process.argv.includes('--quick') ? 1_000_000 : 10_000_000;
 if (!Number.isSafeInteger(ENTRIES) || ENTRIES < 1 || ENTRIES > 50_000_000) throw new Error('entries: 1 .. 50000000');
 
 const dir = mkdtempSync(join(tmpdir(), 'ftwasm-bench-log-'));

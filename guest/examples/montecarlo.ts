@@ -51,7 +51,8 @@ function estimate(samples: i64): string {
     done += n;
     // Report when done crosses each tenth: done * 10 >= samples * nextReport.
     while (nextReport <= 10 && done * 10 >= samples * nextReport) {
-      ft.log("montecarlo: " + (nextReport * 10).toString() + "% (" + done.toString() + "/" + samples.toString() + ")");
+      const progress = done.toString() + "/" + samples.toString();
+      ft.log("montecarlo: " + (nextReport * 10).toString() + "% (" + progress + ")");
       nextReport++;
     }
   }

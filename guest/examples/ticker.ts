@@ -1,7 +1,7 @@
 // Compute-bound guest driven by interrupts. It runs rounds of integer work (a xorshift/multiply hash)
 // forever; `ft_interrupt` counts timer ticks and notes waiting input, and between rounds the main loop
 // drains its messages. Every message, whatever it says, is answered on its session with one line:
-//   TICKS <ticks delivered> LAST <number of the last tick> ROUNDS <rounds done> SUM <hash, 8 hex> MONO <clock_mono ns>
+//   TICKS <ticks delivered> LAST <last tick's arg> ROUNDS <rounds> SUM <hash, 8 hex> MONO <clock_mono ns>
 // The handler only writes the globals below (no allocation, no imports): it may run at any check point,
 // also inside the allocator, and even before the top-level code has started. Exits when input closes.
 

@@ -159,7 +159,9 @@ export function recv(timeoutMs: i32 = WAIT_FOREVER): Message | null {
     closedSeen = true;
     return null;
   }
-  if (result < RECV_HEADER_BYTES || result > recvBufferBytes) abort("ft.recv: host returned an invalid length");
+  if (result < RECV_HEADER_BYTES || result > recvBufferBytes) {
+    abort("ft.recv: host returned an invalid length");
+  }
   const session = load<u32>(recvBuffer);
   const payloadBytes = result - RECV_HEADER_BYTES;
   const payload = new Uint8Array(payloadBytes);

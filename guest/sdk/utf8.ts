@@ -13,7 +13,7 @@ function rangeEnd(bytes: Uint8Array, start: i32, end: i32): i32 {
   return stop;
 }
 
-/** Decodes bytes[start, end) (end < 0 = to the end). Malformed input gives unspecified text; see utf8Valid. */
+/** Decodes bytes[start, end) (end < 0 = to the end); malformed input gives unspecified text (utf8Valid). */
 export function utf8Decode(bytes: Uint8Array, start: i32 = 0, end: i32 = -1): string {
   const stop = rangeEnd(bytes, start, end);
   return String.UTF8.decodeUnsafe(bytes.dataStart + <usize>start, <usize>(stop - start));

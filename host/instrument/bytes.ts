@@ -114,6 +114,11 @@ export class ByteWriter {
     this.len = 0;
   }
 
+  /** Makes room for `n` more bytes at once (avoids repeated doubling for a large section). */
+  reserve(n: number): void {
+    if (this.len + n > this.buf.length) this.grow(n);
+  }
+
   private grow(need: number): void {
     let cap = this.buf.length * 2;
     while (cap < this.len + need) cap *= 2;
@@ -130,7 +135,14 @@ export class ByteWriter {
   bytes(src: Uint8Array, start = 0, end = src.length): void {
     const n = end - start;
     if (this.len + n > this.buf.length) this.grow(n);
-    this.buf.set(src.subarray(start, end), this.len);
+    if (n <= 32) {
+      // a subarray per short copy costs more than the copy (instructions are a few bytes each)
+      const buf = this.buf;
+      let at = this.len;
+      for (let i = start; i < end; i++) buf[at++] = src[i]!;
+    } else {
+      this.buf.set(src.subarray(start, end), this.len);
+    }
     this.len += n;
   }
 
@@ -182,6 +194,18 @@ export class ByteWriter {
 
   toBytes(): Uint8Array<ArrayBuffer> {
     return this.buf.slice(0, this.len);
+  }
+}
+
+/** An unsigned LEB128 at `pos` that an earlier pass already checked. */
+export function readCheckedU32(buf: Uint8Array, pos: number): number {
+  let result = 0;
+  let shift = 0;
+  for (;;) {
+    const b = buf[pos++]!;
+    result += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) return result;
+    shift += 7;
   }
 }
 

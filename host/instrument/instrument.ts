@@ -438,6 +438,7 @@ function writeModule(bytes: Uint8Array, info: ModuleInfo, fuel: bigint): Uint8Ar
     if (section.id !== 0) flushPending(SECTION_RANK[section.id]!);
     const s = new ByteReader(bytes, section.contentStart, section.contentEnd);
     body.reset();
+    if (section.id === 10) body.reserve(Math.ceil((section.contentEnd - section.contentStart) * 1.8));
     if (!rewriteSection(section, s, info, p, remap, body)) {
       out.bytes(bytes, section.start, section.contentEnd);
       continue;
@@ -601,7 +602,7 @@ function rewriteElements(s: ByteReader, body: ByteWriter, remap: (f: number) => 
 function rewriteCode(s: ByteReader, info: ModuleInfo, p: Plan, remap: (f: number) => number, body: ByteWriter): void {
   const meter = new Meter({
     fuelGlobal: p.fuelGlobal, exhaustedFunc: p.exhaustedFunc, remapFunc: remap,
-    typeCount: info.typeParams.length, funcCount: p.limits.funcs, globalCount: p.limits.globals,
+    typeCount: info.typeParams.length, typeParams: info.typeParams, funcCount: p.limits.funcs, globalCount: p.limits.globals,
   });
   const fnBody = new ByteWriter(4096);
   const n = s.u32();

@@ -20,7 +20,7 @@
 // it). The global is written from the local before every call and every way out of the function, and the
 // local is reloaded from the global after every call and at entry, because callees and the host read and
 // refill the global.
-import { ByteReader, ByteWriter } from './bytes.ts';
+import { ByteReader, ByteWriter, readCheckedU32 } from './bytes.ts';
 import { InstrumentError } from './errors.ts';
 
 /** The cost of one operator. One replaceable function, as wasmtime keeps it. */
@@ -55,6 +55,8 @@ export interface MeterContext {
   remapFunc(index: number): number;
   /** Sizes of the original index spaces: a reference past them must stay invalid after we add ours. */
   typeCount: number;
+  /** Parameter count of every type, by index. */
+  typeParams: readonly number[];
   funcCount: number;
   globalCount: number;
 }
@@ -65,11 +67,49 @@ export interface MeterStats {
   checks: number;
 }
 
-/** Reused scratch arrays: one instrument() call meters many functions. */
+// Flags of instructions in the scan.
+const F_WRAP_OPEN = 1; // a loop whose exhaustion path is moved out of it
+const F_WRAP_CLOSE = 2; // the `end` of such a loop
+const F_RELABEL = 4; // a branch whose label indices grow by the wrapper blocks it crosses
+
+/** Blocks injected around a loop: $X (exit with the loop's results), $R (re-entry), $S (slow path). */
+const WRAP_LABELS = 3;
+
+/**
+ * Reused scratch arrays: one instrument() call meters many functions.
+ *
+ * A check inside a loop must not hold a call: V8 then stops unrolling the loop and keeps fewer values in
+ * registers (a 2x slowdown on a matrix multiply). So a loop without parameters is wrapped:
+ *
+ *   block $X (result T)          ;; the loop's results
+ *     loop $R                     ;; re-entry after the host refilled
+ *       block $S                  ;; slow path
+ *         loop $L (result T)      ;; the original loop
+ *           charge; fuel < 0 ? br_if $S      <- the loop header check: a branch, no call
+ *           ...original body...
+ *         end
+ *         br $X
+ *       end
+ *       sync; call fuel_exhausted; reload; refund the header's charge
+ *       br $R                     ;; enter $L again: charge and check again
+ *     end
+ *     unreachable
+ *   end
+ *
+ * Entering $L again charges and checks its header again: so fuel_exhausted is called until the fuel is no
+ * longer negative (or it throws), at the same icount each time. Checks outside loops keep that rule with
+ * an inline `loop`. Branches inside $L to labels outside it are renumbered past the three new labels.
+ */
 export class Meter {
   private starts = new Int32Array(1024);
   private kinds = new Uint8Array(1024);
+  private flags = new Uint8Array(1024);
+  private aux = new Int32Array(1024); // per instruction: offset into `labels`, or the header segment of a wrapped loop's end
   private costs = new Float64Array(1024);
+  private labels = new Int32Array(1024);
+  private frameWrapped = new Uint8Array(1024);
+  private frameHeaderSegment = new Int32Array(1024);
+  private wrappedBelow = new Int32Array(1025); // wrappedBelow[k]: wrapped loops among frame levels 0..k-1
   private readonly fuelGlobalLeb: Uint8Array;
   private readonly exhaustedLeb: Uint8Array;
   readonly stats: MeterStats = { segments: 0, checks: 0 };
@@ -85,7 +125,21 @@ export class Meter {
     while (cap <= n) cap *= 2;
     this.starts = new Int32Array(cap);
     this.kinds = new Uint8Array(cap);
+    this.flags = new Uint8Array(cap);
+    this.aux = new Int32Array(cap);
     this.costs = new Float64Array(cap);
+    this.frameWrapped = new Uint8Array(cap);
+    this.frameHeaderSegment = new Int32Array(cap);
+    this.wrappedBelow = new Int32Array(cap + 1);
+  }
+
+  private pushLabel(at: number, value: number): void {
+    if (at >= this.labels.length) {
+      const next = new Int32Array(this.labels.length * 2);
+      next.set(this.labels);
+      this.labels = next;
+    }
+    this.labels[at] = value;
   }
 
   /**
@@ -94,9 +148,8 @@ export class Meter {
    */
   meterBody(r: ByteReader, paramCount: number, out: ByteWriter): void {
     const fuelLocal = this.copyLocals(r, paramCount, out);
-    const codeStart = r.pos;
     const count = this.scan(r, fuelLocal);
-    this.emit(r.buf, codeStart, count, leb(fuelLocal), out);
+    this.emit(r.buf, count, leb(fuelLocal), out);
   }
 
   /** Copies the local declarations and appends one i64 local for the fuel; returns its index. */
@@ -119,34 +172,54 @@ export class Meter {
     return total;
   }
 
-  /** Pass 1: finds every instruction's start and kind and every segment's cost. Returns the count. */
+  /** Records a branch's labels, renumbered past the wrapper blocks it leaves; returns true if any changed. */
+  private relabel(i: number, label: number, depth: number, at: number): number {
+    const crossed = this.wrappedBelow[depth]! - this.wrappedBelow[Math.max(0, depth - label)]!;
+    this.pushLabel(at, label + WRAP_LABELS * (label <= depth ? crossed : 0));
+    if (crossed !== 0 && label <= depth) this.flags[i]! |= F_RELABEL;
+    return at + 1;
+  }
+
+  /** Pass 1: finds every instruction's start, kind and flags, and every segment's cost. Returns the count. */
   private scan(r: ByteReader, localCount: number): number {
-    const { typeCount, funcCount, globalCount } = this.ctx;
-    const bodyBytes = r.end - r.pos;
-    this.ensure(bodyBytes + 1);
-    const { starts, kinds, costs } = this;
+    const { typeCount, funcCount, globalCount, typeParams } = this.ctx;
+    this.ensure(r.end - r.pos + 1);
+    const { starts, kinds, flags, aux, costs, frameWrapped, frameHeaderSegment, wrappedBelow } = this;
     let n = 0;
     let segment = 0;
     let cost = 0;
     let depth = 0;
+    let labelAt = 0;
+    wrappedBelow[0] = 0;
+    const open = (wrapped: boolean): void => {
+      frameWrapped[depth] = wrapped ? 1 : 0;
+      frameHeaderSegment[depth] = segment + 1; // the segment the loop's header starts (after this one ends)
+      wrappedBelow[depth + 1] = wrappedBelow[depth]! + (wrapped ? 1 : 0);
+      depth++;
+    };
     for (;;) {
       if (r.pos >= r.end) r.fail('function body ends without its final end');
       starts[n] = r.pos;
+      flags[n] = 0;
       const op = r.buf[r.pos++]!;
       let kind = K_PLAIN;
       switch (op) {
         case 0x02: // block
           readBlockType(r, typeCount);
-          depth++;
+          open(false);
           break;
-        case 0x03: // loop
-          readBlockType(r, typeCount);
-          depth++;
+        case 0x03: {
+          // loop: wrapped unless it takes parameters
+          const type = readBlockType(r, typeCount);
+          const wrapped = type < 0 || typeParams[type] === 0;
+          if (wrapped) flags[n] = F_WRAP_OPEN;
+          open(wrapped);
           kind = K_LOOP;
           break;
+        }
         case 0x04: // if
           readBlockType(r, typeCount);
-          depth++;
+          open(false);
           kind = K_BRANCH;
           break;
         case 0x0b: // end
@@ -154,6 +227,10 @@ export class Meter {
           else {
             depth--;
             kind = K_BRANCH;
+            if (frameWrapped[depth]) {
+              flags[n] = F_WRAP_CLOSE;
+              aux[n] = frameHeaderSegment[depth]!;
+            }
           }
           break;
         case 0x00: // unreachable
@@ -161,14 +238,26 @@ export class Meter {
           kind = K_BRANCH;
           break;
         case 0x0c: // br
-        case 0x0d: // br_if
-          kind = r.u32() === depth ? K_EXIT : K_BRANCH;
+        case 0x0d: {
+          // br_if
+          const label = r.u32();
+          kind = label === depth ? K_EXIT : K_BRANCH;
+          aux[n] = labelAt;
+          labelAt = this.relabel(n, label, depth, labelAt);
           break;
+        }
         case 0x0e: {
           // br_table: labels*, default
-          const labels = r.u32();
+          const count = r.u32();
+          if (count > r.end - r.pos) r.fail(`br_table with ${count} labels runs past the body`);
           kind = K_BRANCH;
-          for (let i = 0; i <= labels; i++) if (r.u32() === depth) kind = K_EXIT;
+          aux[n] = labelAt;
+          this.pushLabel(labelAt++, count);
+          for (let i = 0; i <= count; i++) {
+            const label = r.u32();
+            if (label === depth) kind = K_EXIT;
+            labelAt = this.relabel(n, label, depth, labelAt);
+          }
           break;
         }
         case 0x0f: // return
@@ -224,34 +313,92 @@ export class Meter {
     return n;
   }
 
-  /** Pass 2: writes the instructions with charges, checks and syncs around them. */
-  private emit(buf: Uint8Array, _codeStart: number, count: number, fuelLocal: Uint8Array, out: ByteWriter): void {
-    const { starts, kinds, costs } = this;
+  /**
+   * Pass 2: writes the instructions with charges, checks and syncs around them. Runs of instructions that
+   * need nothing are copied in one piece.
+   */
+  private emit(buf: Uint8Array, count: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+    const { starts, kinds, flags, aux, costs } = this;
     let segment = 0;
     let previous = -1;
+    let previousFlags = 0;
+    let run = starts[0]!;
     for (let i = 0; i < count; i++) {
-      if (previous === -1 || endsSegment(previous)) {
-        this.emitCharge(previous, costs[segment++]!, fuelLocal, out);
-      }
       const kind = kinds[i]!;
+      const flag = flags[i]!;
       const start = starts[i]!;
-      if (kind === K_CALL || kind === K_CALL_INDIRECT || kind === K_RETURN_CALL || kind === K_EXIT || kind === K_FINAL_END) {
-        this.emitSync(fuelLocal, out);
+      const end = starts[i + 1]!;
+      const charge = previous === -1 || endsSegment(previous);
+      const sync = kind === K_CALL || kind === K_CALL_INDIRECT || kind === K_RETURN_CALL || kind === K_EXIT || kind === K_FINAL_END;
+      if (charge || sync || flag & F_WRAP_OPEN) {
+        out.bytes(buf, run, start);
+        run = start;
+        if (charge) this.emitCharge(previous, previousFlags, costs[segment++]!, fuelLocal, out);
+        if (sync) this.emitSync(fuelLocal, out);
+        if (flag & F_WRAP_OPEN) {
+          out.byte(0x02); // block $X with the loop's block type (it has no parameters)
+          out.bytes(buf, start + 1, end);
+          out.byte(0x03); // loop $R
+          out.byte(0x40);
+          out.byte(0x02); // block $S
+          out.byte(0x40);
+        }
       }
       if (kind === K_CALL || kind === K_RETURN_CALL || kind === K_REF_FUNC) {
-        const r = new ByteReader(buf, start + 1, starts[i + 1]!);
+        out.bytes(buf, run, start);
         out.byte(buf[start]!);
-        out.u32(this.ctx.remapFunc(r.u32()));
-      } else {
-        out.bytes(buf, start, starts[i + 1]!);
+        out.u32(this.ctx.remapFunc(readCheckedU32(buf, start + 1)));
+        run = end;
+      } else if (flag & F_RELABEL) {
+        out.bytes(buf, run, start);
+        this.emitRelabelled(buf[start]!, aux[i]!, out);
+        run = end;
+      }
+      if (flag & F_WRAP_CLOSE) {
+        out.bytes(buf, run, end);
+        this.emitLoopTail(costs[aux[i]!]!, fuelLocal, out);
+        run = end;
       }
       previous = kind;
+      previousFlags = flag;
     }
+    out.bytes(buf, run, starts[count]!);
     this.stats.segments += segment;
   }
 
+  private emitRelabelled(op: number, at: number, out: ByteWriter): void {
+    const { labels } = this;
+    out.byte(op);
+    if (op !== 0x0e) return out.u32(labels[at]!);
+    const count = labels[at]!;
+    out.u32(count);
+    for (let i = 0; i <= count; i++) out.u32(labels[at + 1 + i]!);
+  }
+
+  /** After a wrapped loop's `end`: leave with its results, or run the slow path and enter it again. */
+  private emitLoopTail(headerCost: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+    out.byte(0x0c); // br $X
+    out.byte(0x02);
+    out.byte(0x0b); // end $S
+    this.emitSync(fuelLocal, out);
+    out.byte(0x10); // call ftwasm.fuel_exhausted
+    out.bytes(this.exhaustedLeb);
+    out.byte(0x23); // global.get fuel: the host may have refilled it
+    out.bytes(this.fuelGlobalLeb);
+    out.byte(0x42); // + the header's charge, which entering the loop again takes anew
+    out.sInt(headerCost);
+    out.byte(0x7c); // i64.add
+    out.byte(0x21); // local.set fuel
+    out.bytes(fuelLocal);
+    out.byte(0x0c); // br $R
+    out.byte(0x00);
+    out.byte(0x0b); // end $R
+    out.byte(0x00); // unreachable: $X's results come only from `br $X`
+    out.byte(0x0b); // end $X
+  }
+
   /** The charge at a segment start; `previous` is the kind that ended the last segment (-1 at entry). */
-  private emitCharge(previous: number, cost: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+  private emitCharge(previous: number, previousFlags: number, cost: number, fuelLocal: Uint8Array, out: ByteWriter): void {
     const fromGlobal = previous === -1 || previous === K_CALL || previous === K_CALL_INDIRECT;
     const check = previous === -1 || previous === K_LOOP;
     if (fromGlobal) {
@@ -275,16 +422,30 @@ export class Meter {
     out.byte(0x42); // i64.const 0
     out.byte(0x00);
     out.byte(0x53); // i64.lt_s
-    out.byte(0x04); // if (empty)
+    if (previousFlags & F_WRAP_OPEN) {
+      out.byte(0x0d); // br_if $S
+      out.byte(0x01);
+      return;
+    }
+    // Inline: call until the fuel is not negative (a loop with parameters, or the function entry).
+    out.byte(0x04); // if
+    out.byte(0x40);
+    out.byte(0x03); // loop
     out.byte(0x40);
     this.emitSync(fuelLocal, out);
     out.byte(0x10); // call ftwasm.fuel_exhausted
     out.bytes(this.exhaustedLeb);
-    out.byte(0x23); // global.get fuel: the host may have refilled it
+    out.byte(0x23); // global.get fuel
     out.bytes(this.fuelGlobalLeb);
-    out.byte(0x21); // local.set fuel
+    out.byte(0x22); // local.tee fuel
     out.bytes(fuelLocal);
-    out.byte(0x0b); // end
+    out.byte(0x42); // i64.const 0
+    out.byte(0x00);
+    out.byte(0x53); // i64.lt_s
+    out.byte(0x0d); // br_if 0 (again)
+    out.byte(0x00);
+    out.byte(0x0b); // end loop
+    out.byte(0x0b); // end if
   }
 
   private emitSync(fuelLocal: Uint8Array, out: ByteWriter): void {
@@ -324,16 +485,18 @@ export function index(r: ByteReader, count: number, what: string): number {
   return i;
 }
 
-function readBlockType(r: ByteReader, typeCount: number): void {
+/** Reads a block type; returns its type index, or -1 for the empty type and single value types. */
+function readBlockType(r: ByteReader, typeCount: number): number {
   const b = r.buf[r.pos];
   if (b === 0x40 || (b !== undefined && VALTYPES.has(b))) {
     r.pos++;
-    return;
+    return -1;
   }
   const at = r.pos;
   const i = r.s33();
   if (i < 0) unsupportedOrMalformed(r, (i + 0x80) & 0xff, at, 'block type');
   if (i >= typeCount) r.fail(`block type index ${i} out of range (the module has ${typeCount})`, at);
+  return i;
 }
 
 function readMemarg(r: ByteReader): void {

@@ -224,7 +224,8 @@ export class LogFileWriter {
     if (!Number.isInteger(fileBytesMax) || fileBytesMax < FILE_HEADER_BYTES_MAX || fileBytesMax > FILE_BYTES_LIMIT) {
       throw new LogOptionError('file_bytes_max', fileBytesMax, `[${FILE_HEADER_BYTES_MAX}, ${FILE_BYTES_LIMIT}]`);
     }
-    frameBytesMaxOption(options.bytes_max, 'bytes_max');
+    // Check the frame options before the file exists, so that a bad option leaves nothing behind.
+    new FrameWriter({ entries_max: options.entries_max, bytes_max: options.bytes_max, icount_min: options.icount_min, on_frame: () => {} });
     const bytes = encodeFileHeader(init);
     const header = decodeFileHeader(bytes, path);
     const fd = openSync(path, 'wx');

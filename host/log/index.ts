@@ -47,6 +47,7 @@ export {
   FRAME_ENTRIES_LIMIT,
   FRAME_BYTES_MAX_DEFAULT,
   FRAME_ENTRIES_MAX_DEFAULT,
+  BUFFER_BYTES_MAX_DEFAULT,
 } from './frame.ts';
 export type { FrameWriterOptions, FrameReaderOptions, FrameInfo, DecodedFrame, LogTail } from './frame.ts';
 export {

@@ -90,6 +90,7 @@ export class GuestCore {
   private icountBase = 0n;
   private fuelSet: bigint;
   private inExhausted = false;
+  private inInterrupt = false;
   private nextCheckpoint: bigint;
   private lastSeq = 0;
   private readonly slice: bigint;
@@ -248,7 +249,17 @@ export class GuestCore {
     const handler = this.instance.exports.ft_interrupt;
     if (typeof handler !== 'function') return; // a guest without a handler ignores interrupts
     this.rearm();
-    (handler as (e: number, a: number) => void)(event, arg);
+    this.inInterrupt = true;
+    try {
+      (handler as (e: number, a: number) => void)(event, arg);
+    } finally {
+      this.inInterrupt = false;
+    }
+  }
+
+  /** recv, send and log are refused inside an interrupt handler (docs/ABI.md): it may run between any two blocks. */
+  private notInHandler(what: string): void {
+    if (this.inInterrupt) throw new GuestTrapError(`${what} called from the interrupt handler`, this.icount());
   }
 
   /** The log has no next entry: stop the guest, or become the recorder from here on. */
@@ -368,6 +379,7 @@ export class GuestCore {
   }
 
   private recv(ptr: number, cap: number, timeoutMs: number): number {
+    this.notInHandler('recv');
     this.bytesAt(ptr, cap, 'recv buffer');
     if (this.mode === 'replay') {
       const e = this.replayed(EntryKind.RECV);
@@ -389,6 +401,7 @@ export class GuestCore {
   }
 
   private send(session: number, ptr: number, len: number): void {
+    this.notInHandler('send');
     const bytes = this.bytesAt(ptr, len, 'send').slice();
     const digest = digest32(bytes);
     if (this.mode === 'replay') {
@@ -407,6 +420,7 @@ export class GuestCore {
   }
 
   private logText(ptr: number, len: number): void {
+    this.notInHandler('log');
     const bytes = this.bytesAt(ptr, len, 'log');
     const digest = digest32(bytes);
     if (this.mode === 'replay') {

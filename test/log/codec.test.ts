@@ -75,7 +75,10 @@ function roundTrip(entries: LogEntry[], entriesMax: number, bytesMax: number, ch
   const out: LogEntry[] = [];
   for (let at = 0; at < stream.length; at += chunk) {
     reader.push(stream.subarray(at, at + chunk));
-    for (const frame of drain(reader)) out.push(...frame.entries);
+    for (const frame of drain(reader)) {
+      expect(frame.count).toBeLessThanOrEqual(entriesMax);
+      out.push(...frame.entries);
+    }
   }
   expect(reader.finish()).toBe('clean');
   return out;

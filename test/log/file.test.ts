@@ -264,6 +264,8 @@ describe('LogFileWriter', () => {
     expect(() => LogFileWriter.create(path, { ...HEADER, flags: -1 })).toThrow(/flags/);
     expect(() => LogFileWriter.create(path, HEADER, { fsync: 'sometimes' as never })).toThrow(/fsync/);
     expect(() => LogFileWriter.create(path, HEADER, { file_bytes_max: 10 })).toThrow(/file_bytes_max/);
+    expect(() => LogFileWriter.create(path, HEADER, { entries_max: 0 })).toThrow(/entries_max/);
+    expect(() => LogFileWriter.create(path, HEADER, { icount_min: -1n })).toThrow(/icount_min/);
     expect(existsSync(path)).toBe(false);
   });
 });

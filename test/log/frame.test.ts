@@ -1,17 +1,21 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import {
   EntryKind,
   FRAME_HEADER_BYTES,
   FrameReader,
   FrameWriter,
+  decodeLogFile,
+  encodeFileHeader,
   LogCorruptError,
+  LogError,
   LogLimitError,
   LogOptionError,
   LogStateError,
   type FrameInfo,
   type LogEntry,
 } from '../../host/log/index.ts';
-import { concat, drain, encodeFrames, forgeFrame, sampleEntries } from './support.ts';
+import { arbLog, checkProperty, concat, drain, encodeFrames, forgeFrame, sampleEntries } from './support.ts';
 
 function sampleStream(): { frames: Uint8Array[]; infos: FrameInfo[]; stream: Uint8Array; entries: LogEntry[] } {
   const entries = sampleEntries();
@@ -254,5 +258,81 @@ describe('FrameReader', () => {
     expect(frame !== 'incomplete' && [frame.offset, frame.index]).toEqual([1000, 0]);
     expect(reader.offset).toBe(1000 + frames[1]!.length);
     expect(reader.nextSeq).toBe(9);
+  });
+});
+
+describe('reading damaged or arbitrary bytes', () => {
+  it('cut anywhere and fed in any chunks, a random log gives its whole frames, then incomplete', () => {
+    checkProperty(
+      'random cut',
+      fc.property(arbLog(40), fc.integer({ min: 1, max: 8 }), fc.nat(), fc.integer({ min: 1, max: 200 }), (entries, entriesMax, cutSeed, chunk) => {
+        const frames = encodeFrames(entries, { entries_max: entriesMax });
+        const stream = concat(frames);
+        const cut = cutSeed % (stream.length + 1);
+        const reader = new FrameReader();
+        const got = [];
+        for (let at = 0; at < cut; at += chunk) {
+          reader.push(stream.subarray(at, Math.min(at + chunk, cut)));
+          got.push(...drain(reader));
+        }
+        expect(reader.next()).toBe('incomplete');
+        let end = 0;
+        let whole = 0;
+        while (whole < frames.length && end + frames[whole]!.length <= cut) end += frames[whole++]!.length;
+        expect(got).toHaveLength(whole);
+        expect(got.flatMap((f) => f.entries)).toEqual(entries.slice(0, got.reduce((n, f) => n + f.count, 0)));
+      }),
+      200,
+    );
+  });
+
+  it('random bytes, or a log with random bytes written over it, only ever give frames, incomplete or a LogError', () => {
+    const header = encodeFileHeader({ moduleHash: new Uint8Array(32), ftwasmVersion: 'x', createdAtMs: 0 });
+    checkProperty(
+      'garbage',
+      fc.property(arbLog(20), fc.array(fc.tuple(fc.nat(), fc.uint8Array({ minLength: 1, maxLength: 8 })), { maxLength: 4 }), fc.uint8Array({ maxLength: 200 }), (entries, edits, noise) => {
+        const stream = concat(encodeFrames(entries, { entries_max: 3 }));
+        for (const [at, bytes] of edits) stream.set(bytes.subarray(0, Math.max(0, stream.length - (at % stream.length))), at % stream.length);
+        for (const input of [stream, noise, concat([stream, noise])]) {
+          const reader = new FrameReader();
+          reader.push(input);
+          try {
+            drain(reader);
+            reader.finish();
+          } catch (error) {
+            expect(error).toBeInstanceOf(LogError);
+          }
+          try {
+            decodeLogFile(concat([header, input]));
+          } catch (error) {
+            expect(error).toBeInstanceOf(LogError);
+          }
+        }
+      }),
+      300,
+    );
+  });
+
+  it('a frame with valid CRCs around random body bytes decodes or is FTW_LOG_CORRUPT (reason body or length)', () => {
+    const template = encodeFrames([{ seq: 1, kind: EntryKind.END, icount: 0n, payload: 0 }])[0]!;
+    const msgpackish = fc.uint8Array({ minLength: 4, maxLength: 120 }).chain((raw) =>
+      fc.constantFrom(raw, Uint8Array.of(0x93, 1 + (raw[0]! % 15), ...raw), Uint8Array.of(0x94, 1 + (raw[0]! % 15), 0, ...raw)),
+    );
+    checkProperty(
+      'random body',
+      fc.property(msgpackish, fc.integer({ min: 1, max: 4 }), (body, count) => {
+        const frame = forgeFrame(template, (v) => (v.setUint32(24, count, true), v.setUint32(16, count, true)), body);
+        const reader = new FrameReader();
+        reader.push(frame);
+        try {
+          const decoded = reader.next();
+          expect(decoded).not.toBe('incomplete');
+        } catch (error) {
+          expect(error).toBeInstanceOf(LogCorruptError);
+          expect(['body', 'length']).toContain((error as LogCorruptError).reason);
+        }
+      }),
+      2000,
+    );
   });
 });
