@@ -175,8 +175,8 @@ export class Meter {
   /** Records a branch's labels, renumbered past the wrapper blocks it leaves; returns true if any changed. */
   private relabel(i: number, label: number, depth: number, at: number): number {
     const crossed = this.wrappedBelow[depth]! - this.wrappedBelow[Math.max(0, depth - label)]!;
-    this.pushLabel(at, label + WRAP_LABELS * (label <= depth ? crossed : 0));
-    if (crossed !== 0 && label <= depth) this.flags[i]! |= F_RELABEL;
+    this.pushLabel(at, label + WRAP_LABELS * crossed);
+    if (crossed !== 0) this.flags[i]! |= F_RELABEL;
     return at + 1;
   }
 
@@ -240,7 +240,9 @@ export class Meter {
         case 0x0c: // br
         case 0x0d: {
           // br_if
+          const at = r.pos;
           const label = r.u32();
+          if (label > depth) r.fail(`branch depth ${label} out of range (${depth} enclosing blocks)`, at);
           kind = label === depth ? K_EXIT : K_BRANCH;
           aux[n] = labelAt;
           labelAt = this.relabel(n, label, depth, labelAt);
@@ -254,7 +256,9 @@ export class Meter {
           aux[n] = labelAt;
           this.pushLabel(labelAt++, count);
           for (let i = 0; i <= count; i++) {
+            const at = r.pos;
             const label = r.u32();
+            if (label > depth) r.fail(`branch depth ${label} out of range (${depth} enclosing blocks)`, at);
             if (label === depth) kind = K_EXIT;
             labelAt = this.relabel(n, label, depth, labelAt);
           }
