@@ -33,6 +33,7 @@ program
   .option('--force', 'replace an existing log file')
   .option('--slice <n>', 'instructions between host check-ins (interrupt latency)')
   .option('--checkpoint <n>', 'write a state-hash checkpoint every n instructions')
+  .option('--tick-ms <ms>', 'raise a timer interrupt (event 1) every ms milliseconds')
   .action(recordCommand);
 
 program

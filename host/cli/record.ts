@@ -10,6 +10,7 @@ export interface RecordOptions {
   force?: boolean;
   slice?: string;
   checkpoint?: string;
+  tickMs?: string;
 }
 
 const INPUT_RETRY_MS = 2;
@@ -30,7 +31,10 @@ export async function recordCommand(path: string, opts: RecordOptions): Promise<
   runner.on('send', (_session, bytes) => process.stdout.write(bytes));
   runner.on('log', (text) => process.stderr.write(`[guest] ${text}\n`));
   const feeding = feedStdin(runner);
-  const result = await runner.done;
+  // Timer interrupts (event 1, arg = tick number), delivered at the guest's next check point.
+  let tick = 0;
+  const timer = opts.tickMs ? setInterval(() => runner.interrupt(1, ++tick), Number(opts.tickMs)) : undefined;
+  const result = await runner.done.finally(() => clearInterval(timer));
   await feeding.stop();
   if (result.trap) process.stderr.write(`ftwasm: ${result.trap}\n`);
   printFinal(result.icount, result.stateHash);

@@ -25,6 +25,11 @@ const CLOCK_NOW = EntryKind.CLOCK_NOW;
 const CLOCK_MONO = EntryKind.CLOCK_MONO;
 const TIMEOUT = RECV_TIMEOUT;
 const CLOSED = RECV_CLOSED;
+
+/** recv's non-message results: 0 timeout, -1 closed, or -(bytes needed) <= -4 when the buffer was too small. */
+function isRecvCode(x: unknown): x is number {
+  return x === TIMEOUT || x === CLOSED || (typeof x === 'number' && Number.isInteger(x) && x <= -4 && x >= -0x80000000);
+}
 const VALUES_MAX = TRACE_VALUES_MAX;
 const isKind = isEntryKind;
 
@@ -215,9 +220,9 @@ function payloadProblem(entry: LogEntry): string | null {
     case K.END:
       return isI32(p) ? null : 'payload must be an i32';
     case K.RECV:
-      return p instanceof Uint8Array || p === TIMEOUT || p === CLOSED
+      return p instanceof Uint8Array || isRecvCode(p)
         ? null
-        : 'payload must be a Uint8Array (session id + message) or a result code 0 (timeout) / -1 (closed)';
+        : 'payload must be a Uint8Array (session id + message) or a result code: 0 (timeout), -1 (closed) or -needed <= -4 (buffer too small)';
     case K.SEND: {
       const s = entry.payload;
       if (typeof s !== 'object' || s === null) return 'payload must be { session, digest, length, bytes? }';
@@ -513,7 +518,7 @@ function decodePayload(kind: EntryKind, v: unknown[], i: number, seq: number): L
     case K.END:
       return i32(x, i, seq, 'payload');
     case K.RECV:
-      return x === TIMEOUT || x === CLOSED ? x : bytes(x, i, seq, 'payload');
+      return isRecvCode(x) ? x : bytes(x, i, seq, 'payload');
     case K.SEND: {
       const payload = { session: u32(x, i, seq, 'session'), digest: u32(v[3], i, seq, 'digest'), length: u32(v[4], i, seq, 'length') };
       if (v.length === 5) return payload;

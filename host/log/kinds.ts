@@ -44,7 +44,8 @@ export function isEntryKind(kind: unknown): kind is EntryKind {
 /** RECV result codes for "no message": `recv` returns them instead of a length. */
 export const RECV_TIMEOUT = 0;
 export const RECV_CLOSED = -1;
-export type RecvCode = typeof RECV_TIMEOUT | typeof RECV_CLOSED;
+/** 0 (timeout), -1 (closed), or -(bytes needed) <= -4 when the guest's buffer was too small (docs/ABI.md). */
+export type RecvCode = number;
 
 /** At most this many numbers in a TRACE entry (AssemblyScript's `trace(message, n, a0..a4)`). */
 export const TRACE_VALUES_MAX = 5;

@@ -470,8 +470,13 @@ export class GuestCore {
     if (p < 4 || p > memory.length) return '';
     const len = new DataView(this.memory.buffer).getUint32(p - 4, true);
     if (len > 65536 || p + len > memory.length) return '';
-    return new TextDecoder('utf-16le').decode(memory.subarray(p, p + len));
+    return wellFormed(new TextDecoder('utf-16le').decode(memory.subarray(p, p + len)));
   }
+}
+
+/** Lone surrogates become U+FFFD: the log stores text as UTF-8, which cannot carry them. */
+function wellFormed(text: string): string {
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
 function describeTrap(error: unknown): string {

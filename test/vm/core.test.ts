@@ -223,3 +223,20 @@ function catchError(f: () => unknown): unknown {
   }
   return undefined;
 }
+
+describe('recv with a buffer too small', () => {
+  it('returns -needed, keeps the message queued, and the kv guest grows its buffer; replay agrees', async () => {
+    const { readFileSync } = await import('node:fs');
+    const module = new WebAssembly.Module(instrument(readFileSync(new URL('../../build/guest/kv.wasm', import.meta.url))));
+    const big = `SET big ${'x'.repeat(20_000)}`;
+    const sink = new MemorySink();
+    const out = outputs();
+    const rec = new GuestCore({ module, mode: 'record', world: new ScriptedWorld(2, [message(1, big), message(1, 'GET big')]), sink, outputs: out.sink }).run();
+    const codes = sink.entries.filter((e) => e.kind === EntryKind.RECV && typeof e.payload === 'number').map((e) => e.payload);
+    expect(codes).toContain(-(4 + big.length));
+    expect(rec.exit).toBe('returned');
+    const rep = replay(module, sink.entries);
+    expect(rep.out.sent).toEqual(out.sent);
+    expect(rep.result.icount).toBe(rec.icount);
+  });
+});
