@@ -22,7 +22,7 @@ const quick = process.argv.includes('--quick');
 // Limits of the run. Warm-up rounds let V8 tier every variant up to TurboFan (a wasm function that is
 // running does not switch tiers; the next call does), then every round times each variant once.
 const WARMUP_ROUNDS = quick ? 1 : 2;
-const SAMPLE_ROUNDS = quick ? 3 : 15;
+const SAMPLE_ROUNDS = quick ? 3 : 21;
 // wasm-metering runs ~10x slower; it takes part in the first rounds only.
 const METERED_SAMPLE_ROUNDS = quick ? 2 : 5;
 // Instrumenting a small guest takes well under a millisecond: time batches for at least this long.

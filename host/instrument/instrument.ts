@@ -14,6 +14,8 @@ export interface InstrumentOptions {
 export interface InstrumentMeta {
   format: 1;
   fuelExport: 'ftwasm_fuel';
+  /** An exported function returning the fuel as an f64: a host reads it without making a BigInt. */
+  fuelF64Export: 'ftwasm_fuel_f64';
   fuelInitial: string;
   fuelGlobal: number;
   exhaustedImport: { module: 'ftwasm'; name: 'fuel_exhausted'; func: number };
@@ -30,6 +32,7 @@ export interface InstrumentMeta {
 export const FUEL_MAX = (1n << 63n) - 1n;
 export const META_SECTION = 'ftwasm';
 const FUEL_EXPORT = 'ftwasm_fuel';
+const FUEL_F64_EXPORT = 'ftwasm_fuel_f64';
 
 // Section ids and their required order (custom sections aside). 13 is the exception-handling tag section.
 const SECTION_RANK: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
@@ -53,6 +56,7 @@ interface ModuleInfo {
   sections: Section[];
   typeParams: number[];
   emptyType: number; // index of a [] -> [] type, or -1
+  f64Type: number; // index of a [] -> [f64] type, or -1
   importedFuncs: number;
   globalMutable: boolean[]; // imported then defined
   importedGlobals: number;
@@ -100,7 +104,7 @@ function readModule(bytes: Uint8Array): ModuleInfo {
   }
   r.pos = 8;
   const info: ModuleInfo = {
-    sections: [], typeParams: [], emptyType: -1, importedFuncs: 0, globalMutable: [], importedGlobals: 0,
+    sections: [], typeParams: [], emptyType: -1, f64Type: -1, importedFuncs: 0, globalMutable: [], importedGlobals: 0,
     memories: 0, tables: 0, funcTypes: [], exportNames: new Set(), exportedGlobals: new Map(),
     exportedMemories: new Map(), exportedTables: new Map(), codeCount: -1,
   };
@@ -206,9 +210,11 @@ function readTypes(s: ByteReader, info: ModuleInfo): void {
     const params = s.u32();
     for (let j = 0; j < params; j++) readValType(s, 'parameter type');
     const results = s.u32();
-    for (let j = 0; j < results; j++) readValType(s, 'result type');
+    let last = 0;
+    for (let j = 0; j < results; j++) last = readValType(s, 'result type');
     info.typeParams.push(params);
     if (params === 0 && results === 0 && info.emptyType === -1) info.emptyType = i;
+    if (params === 0 && results === 1 && last === 0x7c && info.f64Type === -1) info.f64Type = i;
   }
 }
 
@@ -373,6 +379,11 @@ interface Plan {
   fuelGlobal: number;
   exhaustedFunc: number;
   emptyType: number; // type index for the import, existing or appended
+  f64Type: number; // type index of the fuel getter, existing or appended
+  /** Types to append to the type section, in order: `[] -> []` and/or `[] -> [f64]`. */
+  addedTypes: ('empty' | 'f64')[];
+  /** Index of the added function returning the fuel as f64. */
+  getterFunc: number;
   newExports: { name: string; kind: number; index: number }[];
   meta: InstrumentMeta;
 }
@@ -380,8 +391,16 @@ interface Plan {
 function plan(info: ModuleInfo, fuel: bigint): Plan {
   const fuelGlobal = info.globalMutable.length;
   const exhaustedFunc = info.importedFuncs;
-  const emptyType = info.emptyType !== -1 ? info.emptyType : info.typeParams.length;
-  const newExports: Plan['newExports'] = [{ name: FUEL_EXPORT, kind: 3, index: fuelGlobal }];
+  const addedTypes: Plan['addedTypes'] = [];
+  if (info.emptyType === -1) addedTypes.push('empty');
+  if (info.f64Type === -1) addedTypes.push('f64');
+  const emptyType = info.emptyType !== -1 ? info.emptyType : info.typeParams.length + addedTypes.indexOf('empty');
+  const f64Type = info.f64Type !== -1 ? info.f64Type : info.typeParams.length + addedTypes.indexOf('f64');
+  const getterFunc = info.importedFuncs + 1 + info.funcTypes.length;
+  const newExports: Plan['newExports'] = [
+    { name: FUEL_EXPORT, kind: 3, index: fuelGlobal },
+    { name: FUEL_F64_EXPORT, kind: 0, index: getterFunc },
+  ];
   const globals: Record<string, string> = {};
   info.globalMutable.forEach((mutable, index) => {
     if (!mutable) return;
@@ -398,12 +417,12 @@ function plan(info: ModuleInfo, fuel: bigint): Plan {
     }
   }
   const meta: InstrumentMeta = {
-    format: 1, fuelExport: FUEL_EXPORT, fuelInitial: fuel.toString(), fuelGlobal,
+    format: 1, fuelExport: FUEL_EXPORT, fuelF64Export: FUEL_F64_EXPORT, fuelInitial: fuel.toString(), fuelGlobal,
     exhaustedImport: { module: 'ftwasm', name: 'fuel_exhausted', func: exhaustedFunc },
     globals, memories, tables, functions: info.importedFuncs + info.funcTypes.length, segments: 0, checks: 0,
   };
   const limits = { funcs: info.importedFuncs + info.funcTypes.length, globals: info.globalMutable.length };
-  return { limits, fuel, fuelGlobal, exhaustedFunc, emptyType, newExports, meta };
+  return { limits, fuel, fuelGlobal, exhaustedFunc, emptyType, f64Type, addedTypes, getterFunc, newExports, meta };
 }
 
 function stateExports(count: number, exported: Map<number, string>, base: string, kind: number, out: Plan['newExports']): string[] {
@@ -425,7 +444,7 @@ function writeModule(bytes: Uint8Array, info: ModuleInfo, fuel: bigint): Uint8Ar
   const body = new ByteWriter(4096);
   const present = new Set(info.sections.map((s) => s.id));
   // Sections we must add when the module has none; each goes before the first section ranked after it.
-  const pending = [1, 2, 6, 7].filter((id) => !present.has(id));
+  const pending = [1, 2, 3, 6, 7, 10].filter((id) => !present.has(id));
   const flushPending = (beforeRank: number): void => {
     while (pending.length > 0 && SECTION_RANK[pending[0]!]! < beforeRank) {
       const id = pending.shift()!;
@@ -459,21 +478,44 @@ function emitSection(out: ByteWriter, id: number, body: ByteWriter): void {
 }
 
 function writeSynthetic(id: number, p: Plan, body: ByteWriter): void {
-  body.u32(1);
-  if (id === 1) writeEmptyType(body);
-  else if (id === 2) writeExhaustedImport(p, body);
-  else if (id === 6) writeFuelGlobal(p, body);
-  else {
-    body.len = 0;
+  if (id === 1) {
+    body.u32(p.addedTypes.length);
+    writeAddedTypes(p, body);
+    return;
+  }
+  if (id === 7) {
     body.u32(p.newExports.length);
     for (const e of p.newExports) writeExport(e, body);
+    return;
+  }
+  body.u32(1);
+  if (id === 2) writeExhaustedImport(p, body);
+  else if (id === 3) body.u32(p.f64Type);
+  else if (id === 6) writeFuelGlobal(p, body);
+  else if (id === 10) writeFuelGetter(p, body);
+}
+
+function writeAddedTypes(p: Plan, body: ByteWriter): void {
+  for (const t of p.addedTypes) {
+    body.byte(0x60);
+    body.byte(0);
+    if (t === 'empty') body.byte(0);
+    else {
+      body.byte(1);
+      body.byte(0x7c);
+    }
   }
 }
 
-function writeEmptyType(body: ByteWriter): void {
-  body.byte(0x60);
-  body.byte(0);
-  body.byte(0);
+/** The body of `ftwasm_fuel_f64`: unmetered, it costs no fuel. */
+function writeFuelGetter(p: Plan, body: ByteWriter): void {
+  const fn = new ByteWriter(16);
+  fn.byte(0); // no locals
+  fn.byte(0x23); // global.get fuel
+  fn.u32(p.fuelGlobal);
+  fn.byte(0xb9); // f64.convert_i64_s
+  fn.byte(0x0b);
+  body.sized(fn);
 }
 
 function writeExhaustedImport(p: Plan, body: ByteWriter): void {
@@ -503,12 +545,17 @@ function rewriteSection(section: Section, s: ByteReader, info: ModuleInfo, p: Pl
     case 0:
       return section.name === 'name' && rewriteNameSection(s, p, remap, body);
     case 1: {
-      if (info.emptyType !== -1) return false;
-      body.u32(s.u32() + 1);
+      if (p.addedTypes.length === 0) return false;
+      body.u32(s.u32() + p.addedTypes.length);
       body.bytes(s.buf, s.pos, s.end);
-      writeEmptyType(body);
+      writeAddedTypes(p, body);
       return true;
     }
+    case 3:
+      body.u32(s.u32() + 1);
+      body.bytes(s.buf, s.pos, s.end);
+      body.u32(p.f64Type);
+      return true;
     case 2:
       body.u32(s.u32() + 1);
       body.bytes(s.buf, s.pos, s.end);
@@ -606,7 +653,7 @@ function rewriteCode(s: ByteReader, info: ModuleInfo, p: Plan, remap: (f: number
   });
   const fnBody = new ByteWriter(4096);
   const n = s.u32();
-  body.u32(n);
+  body.u32(n + 1);
   for (let i = 0; i < n; i++) {
     const size = s.u32();
     const end = s.pos + size;
@@ -620,6 +667,7 @@ function rewriteCode(s: ByteReader, info: ModuleInfo, p: Plan, remap: (f: number
     body.sized(fnBody);
     s.pos = end;
   }
+  writeFuelGetter(p, body);
   p.meta.segments = meter.stats.segments;
   p.meta.checks = meter.stats.checks;
 }

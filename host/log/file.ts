@@ -262,9 +262,15 @@ export class LogFileWriter {
   }
 
   /** Appends a clock entry at seq `nextSeq`; returns its seq. */
-  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint, ns: bigint): number {
+  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint | number, ns: bigint): number {
     this.checkUsable();
     return this.frames.appendClock(kind, icount, ns);
+  }
+
+  /** Appends a RANDOM entry at seq `nextSeq`; returns its seq. */
+  appendRandom(icount: bigint | number, bytes: Uint8Array): number {
+    this.checkUsable();
+    return this.frames.appendRandom(icount, bytes);
   }
 
   /** Writes the open frame and, unless fsync is 'never', makes the file durable up to here. */

@@ -30,6 +30,13 @@ const TWO_32 = 4294967296;
 const CLOCK_NOW = EntryKind.CLOCK_NOW;
 const CLOCK_MONO = EntryKind.CLOCK_MONO;
 const CLOCK_BYTES_MAX = CLOCK_ENTRY_BYTES_MAX;
+/** The fast paths take an icount as a bigint or, cheaper to make, as a non-negative safe integer. */
+function fastIcount(icount: unknown): icount is bigint | number {
+  return typeof icount === 'number' ? Number.isSafeInteger(icount) && icount >= 0 : typeof icount === 'bigint' && icount >= 0n && icount <= ICOUNT_MAX;
+}
+
+/** Array header, kind, icount delta, bin header: everything of a RANDOM entry but its bytes. */
+const RANDOM_HEAD_BYTES_MAX = 1 + 1 + 9 + 5;
 const ICOUNT_MAX = U64_MAX;
 const CLOCK_MIN = I64_MIN;
 const CLOCK_MAX = I64_MAX;
@@ -117,7 +124,8 @@ export class FrameWriter {
   private readonly enc: EntryEncoder;
   private readonly onFrame: (frame: Uint8Array, info: FrameInfo) => void;
   private seq: number;
-  private lastIcount: bigint;
+  /** A bigint, or a safe-integer number after a fast-path append (comparisons mix the two exactly). */
+  private lastIcount: bigint | number;
   private count = 0;
   private firstSeq = 0;
   private baseIcount = 0n;
@@ -179,13 +187,13 @@ export class FrameWriter {
   }
 
   /** Appends a CLOCK_NOW or CLOCK_MONO entry at seq `nextSeq` without building an entry object; returns its seq. */
-  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint, ns: bigint): number {
+  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint | number, ns: bigint): number {
     if (this.failure !== null) this.checkUsable();
     if (kind !== CLOCK_NOW && kind !== CLOCK_MONO) {
       throw new LogEntryError(this.seq, entryKindName(kind), 'appendClock takes CLOCK_NOW or CLOCK_MONO only');
     }
-    if (typeof icount !== 'bigint' || icount < this.lastIcount || icount > ICOUNT_MAX) {
-      checkIcount(this.seq, kind, icount, this.lastIcount);
+    if (!fastIcount(icount) || icount < this.lastIcount) {
+      checkIcount(this.seq, kind, icount, this.lastIcount, true);
     }
     if (typeof ns !== 'bigint' || ns < CLOCK_MIN || ns > CLOCK_MAX) {
       throw new LogEntryError(this.seq, entryKindName(kind), `clock value ${String(ns)} is not an i64 bigint`);
@@ -194,6 +202,28 @@ export class FrameWriter {
     if (this.count === 0) this.begin(icount);
     this.w.ensure(CLOCK_BYTES_MAX);
     this.enc.clock(kind, icount, ns);
+    this.enc.commit();
+    return this.accept(icount);
+  }
+
+  /**
+   * Appends a RANDOM entry (payload: the bytes) at seq `nextSeq` without building an entry object; returns
+   * its seq. The bytes are copied into the frame at once: the caller may reuse them.
+   */
+  appendRandom(icount: bigint | number, bytes: Uint8Array): number {
+    if (this.failure !== null) this.checkUsable();
+    if (!fastIcount(icount) || icount < this.lastIcount) {
+      checkIcount(this.seq, EntryKind.RANDOM, icount, this.lastIcount, true);
+    }
+    if (!(bytes instanceof Uint8Array)) throw new LogEntryError(this.seq, 'RANDOM', 'payload must be a Uint8Array');
+    const room = RANDOM_HEAD_BYTES_MAX + bytes.length;
+    if (FRAME_HEADER_BYTES + room > this.bytesMax) {
+      throw new LogLimitError('bytes_max', FRAME_HEADER_BYTES + room, this.bytesMax, `entry seq ${this.seq} (RANDOM) does not fit in a frame`);
+    }
+    if (this.count > 0 && this.w.pos + room > this.bytesMax) this.seal();
+    if (this.count === 0) this.begin(icount);
+    this.w.ensure(room);
+    this.enc.bytesEntry(EntryKind.RANDOM, icount, bytes);
     this.enc.commit();
     return this.accept(icount);
   }
@@ -214,13 +244,13 @@ export class FrameWriter {
     return new LogLimitError('bytes_max', frameBytes, this.bytesMax, `entry seq ${entry.seq} (${entryKindName(entry.kind)}) does not fit in a frame`);
   }
 
-  private begin(icount: bigint): void {
+  private begin(icount: bigint | number): void {
     this.firstSeq = this.seq;
-    this.baseIcount = icount;
-    this.enc.beginFrame(icount);
+    this.baseIcount = BigInt(icount);
+    this.enc.beginFrame(this.baseIcount);
   }
 
-  private accept(icount: bigint): number {
+  private accept(icount: bigint | number): number {
     const seq = this.seq;
     this.seq = seq + 1;
     this.count++;

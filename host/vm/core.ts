@@ -18,7 +18,8 @@ import { stateHash } from './state.ts';
 export interface World {
   clockNow(): bigint;
   clockMono(): bigint;
-  randomBytes(length: number): Uint8Array;
+  /** Fills `target` (a view of guest memory) with random bytes. */
+  randomFill(target: Uint8Array): void;
   cpuId(): number;
   /** Next input: 4-byte LE session + payload, RECV_TIMEOUT (0), RECV_CLOSED (-1), or -(bytes needed) when it exceeds `cap`. */
   recv(cap: number, timeoutMs: number): Uint8Array | number;
@@ -31,7 +32,9 @@ export interface World {
 /** Where record appends entries (a FrameWriter, a LogFileWriter, a replication stream). */
 export interface EntrySink {
   append(entry: LogEntry): number;
-  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint, ns: bigint): number;
+  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint | number, ns: bigint): number;
+  /** A RANDOM entry; the sink copies the bytes before returning. */
+  appendRandom(icount: bigint | number, bytes: Uint8Array): number;
 }
 
 /** Where replay reads entries. `peek` returns undefined when no entry will come (or none has yet, see worker). */
@@ -80,6 +83,7 @@ class LogEnded extends Error {}
 
 const ASYNC_KINDS: ReadonlySet<number> = new Set([EntryKind.INTERRUPT, EntryKind.CHECKPOINT]);
 const SLICE_DEFAULT = 1_000_000n;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 export class GuestCore {
   readonly meta: InstrumentMeta;
@@ -87,8 +91,12 @@ export class GuestCore {
   private readonly instance: WebAssembly.Instance;
   private readonly fuel: WebAssembly.Global;
   private memory: WebAssembly.Memory;
-  private icountBase = 0n;
-  private fuelSet: bigint;
+  /** icount = icountOffset - fuel: the icount when the fuel was last set, plus the fuel then. */
+  private icountOffset: bigint;
+  /** The same as a number while it is a safe integer (the fast path of every import), else NaN. */
+  private icountOffsetNumber = NaN;
+  private readonly fuelNumber: () => number;
+  private view: Uint8Array;
   private inExhausted = false;
   private inInterrupt = false;
   private nextCheckpoint: bigint;
@@ -109,11 +117,14 @@ export class GuestCore {
     if (this.slice <= 0n) throw new VmStateError(`sliceInstructions must be positive, got ${this.slice}`);
     this.nextCheckpoint = this.checkpointEvery > 0n ? this.checkpointEvery : -1n;
     this.requireRoles();
-    this.fuelSet = BigInt(meta.fuelInitial);
+    this.icountOffset = BigInt(meta.fuelInitial);
+    this.view = new Uint8Array(0);
     this.instance = new WebAssembly.Instance(options.module, this.imports());
     this.fuel = this.instance.exports[meta.fuelExport] as WebAssembly.Global;
+    this.fuelNumber = this.instance.exports[meta.fuelF64Export] as () => number;
     this.memory = this.instance.exports[meta.memories[0] ?? 'memory'] as WebAssembly.Memory;
     if (!(this.memory instanceof WebAssembly.Memory)) throw new VmStateError('guest has no memory');
+    this.view = new Uint8Array(this.memory.buffer);
     this.rearm();
   }
 
@@ -127,7 +138,23 @@ export class GuestCore {
 
   /** Instructions executed so far (by the fuel meter). */
   icount(): bigint {
-    return this.icountBase + this.fuelSet - (this.fuel.value as bigint);
+    return this.icountOffset - (this.fuel.value as bigint);
+  }
+
+  /**
+   * The icount as a number while it is a safe integer (the fuel, at most one slice or one log gap, always
+   * is): the hot path of every import, with no BigInt made. Falls back to the bigint.
+   */
+  private icountFast(): number | bigint {
+    const n = this.icountOffsetNumber - this.fuelNumber();
+    return n === n ? n : this.icount();
+  }
+
+  /** A view of guest memory, renewed after memory.grow detached the old buffer. */
+  private memoryView(): Uint8Array {
+    // memory.grow detaches the old buffer, and a view of a detached buffer has length 0
+    if (this.view.length === 0) this.view = new Uint8Array(this.memory.buffer);
+    return this.view;
   }
 
   stateHash(): Uint8Array {
@@ -170,9 +197,8 @@ export class GuestCore {
   // Fuel and asynchronous events.
 
   private setFuel(value: bigint): void {
-    const now = this.icount();
-    this.icountBase = now;
-    this.fuelSet = value;
+    this.icountOffset = this.icount() + value;
+    this.icountOffsetNumber = this.icountOffset <= MAX_SAFE && value <= MAX_SAFE ? Number(this.icountOffset) : NaN;
     this.fuel.value = value;
   }
 
@@ -184,9 +210,11 @@ export class GuestCore {
     const now = this.icount();
     // Async entries fire at the first check point whose icount reaches theirs; import entries must be
     // called at their icount, so running past it is already a divergence.
+    // Before an import entry the guest may run a slice past it: a faithful guest calls the import on the
+    // way, and the entry before an asynchronous one rearms exactly.
     const fuel = ASYNC_KINDS.has(e.kind) ? e.icount - 1n - now : e.icount - now;
     if (fuel < 0n) this.diverge(e, `the guest is already at icount ${now}`);
-    this.setFuel(fuel);
+    this.setFuel(ASYNC_KINDS.has(e.kind) || fuel > this.slice ? fuel : this.slice);
   }
 
   private onFuelExhausted(): void {
@@ -208,13 +236,13 @@ export class GuestCore {
     const now = this.icount();
     if (this.nextCheckpoint >= 0n && now >= this.nextCheckpoint) {
       const hash = this.stateHash();
-      this.lastSeq = this.sink().append({ seq: this.nextSeq(), kind: EntryKind.CHECKPOINT, icount: now, payload: hash });
+      this.append(EntryKind.CHECKPOINT, hash);
       while (this.nextCheckpoint <= now) this.nextCheckpoint += this.checkpointEvery;
     }
     const world = this.options.world!;
     for (let event = world.pendingInterrupt(); event; event = world.pendingInterrupt()) {
       // After a handler ran, the next event is stamped with the icount its handler left (replay does the same).
-      this.lastSeq = this.sink().append({ seq: this.nextSeq(), kind: EntryKind.INTERRUPT, icount: this.icount(), payload: event });
+      this.append(EntryKind.INTERRUPT, event);
       this.deliverInterrupt(event.event, event.arg);
     }
   }
@@ -286,23 +314,30 @@ export class GuestCore {
   /** Replay: the entry for this call, checked; undefined when the guest just went live (record instead). */
   private replayed(kind: number): LogEntry | undefined {
     const source = this.options.source!;
-    const now = this.icount();
+    const now = this.icountFast();
     const e = source.peek();
     if (e === undefined) {
       this.logEnded();
       return undefined;
     }
-    if (e.kind !== kind || e.icount !== now) {
+    // `!=` compares a bigint and a number by value
+    if (e.kind !== kind || e.icount != now) {
       throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, `${entryKindName(kind)} at icount ${now}`);
     }
     source.take();
     this.lastSeq = e.seq;
-    this.rearm();
+    // The fuel needs setting only before an asynchronous entry or the end of the log. Before another
+    // import the guest runs on: a faithful guest calls it at its icount; an unfaithful one is caught at its
+    // next import, or when the fuel it has runs out (rearm then refuses to run past the entry).
+    const next = source.peek();
+    if (next === undefined || ASYNC_KINDS.has(next.kind)) this.rearm();
     return e;
   }
 
-  private append(entry: Omit<LogEntry, 'seq'>): number {
-    this.lastSeq = this.sink().append({ ...entry, seq: this.nextSeq() } as LogEntry);
+  private append(kind: number, payload: unknown): number {
+    // one object shape for every entry: { seq, kind, icount, payload }
+    const entry = { seq: this.lastSeq + 1, kind, icount: this.icount(), payload } as LogEntry;
+    this.lastSeq = this.sink().append(entry);
     return this.lastSeq;
   }
 
@@ -312,7 +347,7 @@ export class GuestCore {
 
   private bytesAt(ptr: number, len: number, what: string): Uint8Array {
     if (len < 0 || len > IO_BYTES_MAX) throw new GuestTrapError(`${what} of ${len} bytes (limit ${IO_BYTES_MAX})`, this.icount());
-    const memory = new Uint8Array(this.memory.buffer);
+    const memory = this.memoryView();
     if (ptr < 0 || ptr + len > memory.length) throw new GuestTrapError(`${what} outside memory (ptr ${ptr}, len ${len})`, this.icount());
     return memory.subarray(ptr, ptr + len);
   }
@@ -324,7 +359,7 @@ export class GuestCore {
         if (e) return e.payload as bigint;
       }
       const value = read();
-      this.lastSeq = this.sink().appendClock(kind, this.icount(), value);
+      this.lastSeq = this.sink().appendClock(kind, this.icountFast(), value);
       return value;
     };
     const world = (): World => this.options.world!;
@@ -358,7 +393,7 @@ export class GuestCore {
       if (e) return e.payload as number;
     }
     const value = read();
-    this.append({ kind, icount: this.icount(), payload: value } as Omit<LogEntry, 'seq'>);
+    this.append(kind, value);
     return value;
   }
 
@@ -373,9 +408,8 @@ export class GuestCore {
         return;
       }
     }
-    const bytes = this.options.world!.randomBytes(len);
-    target.set(bytes);
-    this.append({ kind: EntryKind.RANDOM, icount: this.icount(), payload: bytes.slice() });
+    this.options.world!.randomFill(target);
+    this.lastSeq = this.sink().appendRandom(this.icountFast(), target);
   }
 
   private recv(ptr: number, cap: number, timeoutMs: number): number {
@@ -386,7 +420,7 @@ export class GuestCore {
       if (e) return this.deliverRecv(e.payload as Uint8Array | number, ptr, cap, e);
     }
     const got = this.options.world!.recv(cap, timeoutMs);
-    this.append({ kind: EntryKind.RECV, icount: this.icount(), payload: got } as Omit<LogEntry, 'seq'>);
+    this.append(EntryKind.RECV, got);
     return this.deliverRecv(got, ptr, cap);
   }
 
@@ -396,7 +430,7 @@ export class GuestCore {
       if (e) this.diverge(e, `recv with a ${cap}-byte buffer`);
       throw new VmStateError(`world returned ${got.length} bytes for a ${cap}-byte recv buffer`);
     }
-    new Uint8Array(this.memory.buffer).set(got, ptr);
+    this.memoryView().set(got, ptr);
     return got.length;
   }
 
@@ -415,7 +449,7 @@ export class GuestCore {
         return;
       }
     }
-    const seq = this.append({ kind: EntryKind.SEND, icount: this.icount(), payload: { session, digest, length: len } });
+    const seq = this.append(EntryKind.SEND, { session, digest, length: len });
     this.options.outputs?.send(session, bytes, seq);
   }
 
@@ -431,7 +465,7 @@ export class GuestCore {
         return; // debug text is printed by the primary only
       }
     }
-    const seq = this.append({ kind: EntryKind.LOG, icount: this.icount(), payload: { digest, length: len } });
+    const seq = this.append(EntryKind.LOG, { digest, length: len });
     this.options.outputs?.log(new TextDecoder().decode(bytes), seq);
   }
 
@@ -441,14 +475,14 @@ export class GuestCore {
       const e = this.replayed(EntryKind.ABORT);
       if (e) throw new GuestTrapError(`abort: ${payload.message} at ${payload.file}:${line}:${column}`, this.icount());
     }
-    this.append({ kind: EntryKind.ABORT, icount: this.icount(), payload });
+    this.append(EntryKind.ABORT, payload);
     throw new GuestTrapError(`abort: ${payload.message} at ${payload.file}:${line}:${column}`, this.icount());
   }
 
   private trace(msg: number, n: number, values: number[]): void {
     const payload = { message: this.asString(msg), values: values.slice(0, Math.max(0, Math.min(n, 5))) };
     if (this.mode === 'replay' && this.replayed(EntryKind.TRACE)) return;
-    const seq = this.append({ kind: EntryKind.TRACE, icount: this.icount(), payload });
+    const seq = this.append(EntryKind.TRACE, payload);
     this.options.outputs?.log(`trace: ${payload.message} ${payload.values.join(' ')}`.trim(), seq);
   }
 
@@ -460,13 +494,13 @@ export class GuestCore {
         return;
       }
     }
-    this.append({ kind: EntryKind.END, icount: this.icount(), payload: code });
+    this.append(EntryKind.END, code);
   }
 
   /** An AssemblyScript string (UTF-16LE, byte length at ptr - 4), or '' for null / out of bounds. */
   private asString(ptr: number): string {
     const p = ptr >>> 0;
-    const memory = new Uint8Array(this.memory.buffer);
+    const memory = this.memoryView();
     if (p < 4 || p > memory.length) return '';
     const len = new DataView(this.memory.buffer).getUint32(p - 4, true);
     if (len > 65536 || p + len > memory.length) return '';

@@ -1,5 +1,6 @@
 // host/vm: one guest, in record or replay mode, in a worker thread or in the calling thread.
 export { GuestCore } from './core.ts';
+export { FrameSource, ArraySource } from './sources.ts';
 export type { GuestCoreOptions, GuestMode, RunResult, World, EntrySink, EntrySource, OutputSink } from './core.ts';
 export { GuestRunner } from './runner.ts';
 export type { GuestRunnerOptions, RunnerResult } from './runner.ts';

@@ -4,6 +4,8 @@ import { hostname } from 'node:os';
 import { SharedRing, RING_CLOSED, RING_TIMEOUT } from './channel.ts';
 import type { World } from './core.ts';
 
+const RANDOM_POOL_BYTES = 64 * 1024;
+
 /** A stable id of this host (i32), the answer to `cpu_id` unless the embedder gives one. */
 export function hostCpuId(): number {
   return createHash('sha256').update(hostname()).digest().readInt32LE(0);
@@ -19,6 +21,8 @@ export interface RealWorldOptions {
 
 export class RealWorld implements World {
   private readonly epochOffsetNs: bigint;
+  private readonly pool = new Uint8Array(RANDOM_POOL_BYTES);
+  private poolAt = RANDOM_POOL_BYTES;
   private readonly cpu: number;
 
   constructor(private readonly options: RealWorldOptions) {
@@ -32,8 +36,17 @@ export class RealWorld implements World {
   clockMono(): bigint {
     return process.hrtime.bigint();
   }
-  randomBytes(length: number): Uint8Array {
-    return randomFillSync(new Uint8Array(length));
+  randomFill(target: Uint8Array): void {
+    if (target.length > RANDOM_POOL_BYTES / 4) return void randomFillSync(target);
+    if (this.poolAt + target.length > RANDOM_POOL_BYTES) {
+      randomFillSync(this.pool);
+      this.poolAt = 0;
+    }
+    // a pool refilled by the CSPRNG 64 KiB at a time: one system call per thousands of small requests
+    const pool = this.pool;
+    let at = this.poolAt;
+    for (let i = 0; i < target.length; i++) target[i] = pool[at++]!; // each pool byte is handed out once
+    this.poolAt = at;
   }
   cpuId(): number {
     return this.cpu;

@@ -10,8 +10,11 @@ export class MemorySink implements EntrySink {
     this.entries.push(entry);
     return entry.seq;
   }
-  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint, ns: bigint): number {
-    return this.append({ seq: this.entries.length + 1, kind, icount, payload: ns } as LogEntry);
+  appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint | number, ns: bigint): number {
+    return this.append({ seq: this.entries.length + 1, kind, icount: BigInt(icount), payload: ns } as LogEntry);
+  }
+  appendRandom(icount: bigint | number, bytes: Uint8Array): number {
+    return this.append({ seq: this.entries.length + 1, kind: EntryKind.RANDOM, icount: BigInt(icount), payload: bytes.slice() });
   }
 }
 
@@ -57,10 +60,8 @@ export class ScriptedWorld implements World {
     this.mono += BigInt(1 + (this.next() % 5000));
     return this.mono;
   }
-  randomBytes(length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    for (let i = 0; i < length; i++) out[i] = this.next() & 0xff;
-    return out;
+  randomFill(target: Uint8Array): void {
+    for (let i = 0; i < target.length; i++) target[i] = this.next() & 0xff;
   }
   cpuId(): number {
     return 7;

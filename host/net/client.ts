@@ -1,0 +1,621 @@
+// The client library (docs/PROTOCOL.md). It finds the primary among the given servers, numbers the
+// session's requests, re-sends the unaccepted ones after every reconnect (the server drops the ones it has
+// already taken), and hands each output out exactly once and in order through an OutputSequencer.
+// Everything is bounded: queued requests, requests on the wire, held outputs, attempts in a row.
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { NetError, ProtocolError } from './errors.ts';
+import { FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT, FrameDecoder, PAYLOAD_BYTES_MAX_DEFAULT } from './frame.ts';
+import {
+  decodeServerMessage,
+  encodeMessage,
+  PROTOCOL_VERSION,
+  type AcceptedMessage,
+  type ClientMessage,
+  type ErrorMessage,
+  type OutputMessage,
+  type ServerMessage,
+  type WelcomeMessage,
+  type WireLimits,
+} from './messages.ts';
+import { OutputSequencer } from './sequencer.ts';
+
+/** What a client needs to resume a session in another FtClient (e.g. after a restart of the client process). */
+export interface SessionTicket {
+  session: number;
+  session_epoch: number;
+  /** Highest output seq already handed to the application. */
+  last_output_seq: number;
+}
+
+export interface FtClientOptions {
+  /** `host:port` of every node, e.g. ['127.0.0.1:7001', '127.0.0.1:7002'] (IPv6 as `[::1]:7001`). */
+  servers: string[];
+  /** Resume this session instead of opening a new one. */
+  ticket?: SessionTicket;
+  /** Time a sent request may wait for `accepted` before the client gives up on the connection and reconnects. */
+  request_timeout_ms?: number;
+  /** Failed attempts in a row (no primary reached, connection lost, request timed out) before the client fails. */
+  retries_max?: number;
+  /** First wait between failed attempts; doubles up to backoff_ms_max. */
+  backoff_ms_min?: number;
+  backoff_ms_max?: number;
+  /** Time for TCP connect plus hello/welcome on one address. */
+  connect_timeout_ms?: number;
+  /** Requests sent and not yet accepted (further capped by the server's limit). */
+  requests_inflight_max?: number;
+  /** Requests held in all (sent or waiting to be sent) before request() refuses. */
+  requests_queued_max?: number;
+  /** Outputs that arrived early, held for reordering. */
+  outputs_held_max?: number;
+  /** Largest frame body accepted from a server. */
+  frame_bytes_max?: number;
+  /** Largest request payload (further capped by the server's limit once known). */
+  payload_bytes_max?: number;
+  /** A ping is sent after this long without writing; the connection is dropped after 3 of these without a frame. */
+  ping_interval_ms?: number;
+  /** Acks are coalesced for at most this long. */
+  ack_delay_ms?: number;
+}
+
+type ResolvedOptions = Required<Omit<FtClientOptions, 'ticket'>>;
+
+const CLIENT_DEFAULTS: Omit<ResolvedOptions, 'servers'> = {
+  request_timeout_ms: 5_000,
+  retries_max: 20,
+  backoff_ms_min: 25,
+  backoff_ms_max: 1_000,
+  connect_timeout_ms: 2_000,
+  requests_inflight_max: 64,
+  requests_queued_max: 1_024,
+  outputs_held_max: 256,
+  frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+  payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
+  ping_interval_ms: 10_000,
+  ack_delay_ms: 5,
+};
+
+const CLIENT_RANGES: Record<keyof Omit<ResolvedOptions, 'servers'>, [number, number]> = {
+  request_timeout_ms: [1, 2 ** 31],
+  retries_max: [0, 1_000_000],
+  backoff_ms_min: [0, 2 ** 31],
+  backoff_ms_max: [0, 2 ** 31],
+  connect_timeout_ms: [1, 2 ** 31],
+  requests_inflight_max: [1, 1 << 20],
+  requests_queued_max: [1, 1 << 24],
+  outputs_held_max: [0, 1 << 20],
+  frame_bytes_max: [64, FRAME_BYTES_LIMIT],
+  payload_bytes_max: [0, FRAME_BYTES_LIMIT],
+  ping_interval_ms: [1, 2 ** 31],
+  ack_delay_ms: [0, 2 ** 31],
+};
+
+/** Server error codes after which the client reconnects; every other code fails the client. */
+const RETRYABLE_CODES = new Set(['idle_timeout', 'hello_timeout', 'slow_reader', 'too_many_connections', 'too_many_sessions', 'shutting_down', 'internal']);
+/** Server error codes that mean the session's state is gone. */
+const SESSION_LOST_CODES = new Set(['outputs_lost', 'session_expired', 'session_taken_over']);
+
+interface Address {
+  host: string;
+  port: number;
+  text: string;
+}
+
+interface PendingRequest {
+  /** 0 until the client has a session to number it in. */
+  seq: number;
+  payload: Uint8Array;
+  resolve: () => void;
+  reject: (error: Error) => void;
+  sent_ms: number;
+}
+
+interface CallWaiter {
+  resolve: (payload: Uint8Array) => void;
+  reject: (error: Error) => void;
+}
+
+/** How one connection attempt ended. */
+type Outcome = { kind: 'open' } | { kind: 'retry'; reason: string; next?: number } | { kind: 'stop' };
+
+interface Connection {
+  socket: net.Socket;
+  decoder: FrameDecoder;
+  address: Address;
+  state: 'hello' | 'open' | 'closed';
+  settle: (outcome: Outcome) => void;
+  frame_ms: number;
+  write_ms: number;
+}
+
+/** Parses `host:port` or `[v6]:port`. */
+export function parseAddress(text: string): Address {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port < 1 || port > 65535) throw new NetError('FTW_NET_OPTION', `server address ${JSON.stringify(text)} is not host:port`);
+  return { host: (match[1] ?? match[2])!, port, text };
+}
+
+export interface FtClientEvents {
+  output: [seq: number, payload: Uint8Array];
+  connected: [info: { address: string; epoch: number; session: number; resumed: boolean }];
+  disconnected: [reason: string];
+  error: [error: NetError];
+}
+
+/** A session with whichever node is primary: requests in, outputs out, each exactly once and in order. */
+export class FtClient extends EventEmitter<FtClientEvents> {
+  private readonly options: ResolvedOptions;
+  private readonly addresses: Address[];
+  private readonly ticket_given: boolean;
+  private state: 'idle' | 'connecting' | 'open' | 'failed' | 'closed' = 'idle';
+  private connection: Connection | undefined;
+  private connecting: Promise<void> | undefined;
+  private session: { id: number; epoch: number } | undefined;
+  private next_seq = 1;
+  private accepted_seq = 0;
+  private readonly pending: PendingRequest[] = [];
+  /** pending[0 .. sent) went out on the current connection. */
+  private sent = 0;
+  private readonly sequencer: OutputSequencer;
+  private readonly calls: CallWaiter[] = [];
+  private failures = 0;
+  private max_epoch = 0;
+  private preferred = 0;
+  private server_limits: WireLimits | undefined;
+  private acked_sent = 0;
+  private ack_timer: NodeJS.Timeout | undefined;
+  private tick_timer: NodeJS.Timeout | undefined;
+  private failure: NetError | undefined;
+
+  constructor(options: FtClientOptions) {
+    super();
+    const resolved = { ...CLIENT_DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
+    for (const [name, [min, max]] of Object.entries(CLIENT_RANGES) as Array<[keyof typeof CLIENT_RANGES, [number, number]]>) {
+      const value = resolved[name];
+      if (!Number.isInteger(value) || value < min || value > max) {
+        throw new NetError('FTW_NET_OPTION', `option ${name} = ${String(value)} is outside ${min}..${max}`);
+      }
+    }
+    if (!Array.isArray(options.servers) || options.servers.length === 0) throw new NetError('FTW_NET_OPTION', 'option servers needs at least one host:port');
+    this.options = resolved;
+    this.addresses = options.servers.map(parseAddress);
+    const ticket = options.ticket;
+    this.ticket_given = ticket !== undefined;
+    if (ticket) {
+      this.session = { id: ticket.session, epoch: ticket.session_epoch };
+      this.next_seq = 0; // learned from the first welcome
+    }
+    this.sequencer = new OutputSequencer(resolved.outputs_held_max, ticket?.last_output_seq ?? 0);
+    this.acked_sent = this.sequencer.delivered;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Public API
+
+  /** Connects to the primary (if not connected); resolves once a session is open. */
+  connect(): Promise<void> {
+    this.throwIfDone();
+    if (this.state === 'open') return Promise.resolve();
+    this.connecting ??= this.connectLoop().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  /** Queues a request; resolves when it is durably in the log (accepted), rejects if the client fails or closes first. */
+  request(payload: Uint8Array): Promise<void> {
+    this.throwIfDone();
+    const payload_max = Math.min(this.options.payload_bytes_max, this.server_limits?.payload_bytes_max ?? Infinity);
+    if (payload.length > payload_max) {
+      return Promise.reject(new NetError('FTW_NET_PAYLOAD', `request payload ${payload.length} bytes > payload_bytes_max = ${payload_max}`));
+    }
+    if (this.pending.length >= this.options.requests_queued_max) {
+      return Promise.reject(new NetError('FTW_NET_QUEUE_FULL', `${this.pending.length} requests are not yet accepted (requests_queued_max = ${this.options.requests_queued_max})`));
+    }
+    const promise = new Promise<void>((resolve, reject) => {
+      const seq = this.next_seq > 0 && this.session ? this.next_seq++ : 0;
+      this.pending.push({ seq, payload: payload.slice(), resolve, reject, sent_ms: 0 });
+    });
+    if (this.state === 'open') this.pump();
+    else this.connect().catch(() => {}); // the failure reaches the request through fail()
+    return promise;
+  }
+
+  /** For guests that answer each request with one output: sends it and resolves with the next output in order. */
+  call(payload: Uint8Array): Promise<Uint8Array> {
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const waiter: CallWaiter = { resolve, reject };
+      this.calls.push(waiter);
+      this.request(payload).catch((error: Error) => {
+        const i = this.calls.indexOf(waiter);
+        if (i >= 0) this.calls.splice(i, 1);
+        reject(error);
+      });
+    });
+  }
+
+  /** What another FtClient needs to resume this session, once one is open. */
+  ticket(): SessionTicket | undefined {
+    if (!this.session) return undefined;
+    return { session: this.session.id, session_epoch: this.session.epoch, last_output_seq: this.sequencer.delivered };
+  }
+
+  /** Counts for tests and monitoring. */
+  stats(): { pending: number; sent: number; accepted_seq: number; outputs_delivered: number; outputs_held: number; failures: number; epoch: number } {
+    return {
+      pending: this.pending.length,
+      sent: this.sent,
+      accepted_seq: this.accepted_seq,
+      outputs_delivered: this.sequencer.delivered,
+      outputs_held: this.sequencer.heldCount,
+      failures: this.failures,
+      epoch: this.max_epoch,
+    };
+  }
+
+  /** Acks what it has, closes the connection and rejects whatever is pending (FTW_NET_CLOSED). */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    const failed = this.state === 'failed';
+    this.state = 'closed';
+    this.stopTimers();
+    const connection = this.connection;
+    this.connection = undefined;
+    if (!failed) this.rejectAll(new NetError('FTW_NET_CLOSED', 'the client was closed'));
+    if (!connection || connection.state === 'closed') return;
+    if (connection.state === 'open') this.write(connection, this.ackMessage());
+    connection.state = 'closed';
+    connection.settle({ kind: 'stop' });
+    const socket = connection.socket;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => socket.destroy(), 1_000);
+      socket.once('close', () => (clearTimeout(timer), resolve()));
+      socket.end();
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Finding the primary
+
+  private async connectLoop(): Promise<void> {
+    this.state = 'connecting';
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (this.state === 'closed') throw new NetError('FTW_NET_CLOSED', 'the client was closed');
+      const address = this.addresses[this.preferred]!;
+      const outcome = await this.attempt(address);
+      if (outcome.kind === 'open') return;
+      if (outcome.kind === 'stop') continue; // the loop head throws
+      this.failures += 1;
+      if (this.failures > this.options.retries_max) {
+        this.fail(new NetError('FTW_NET_UNAVAILABLE', `no primary reached in ${this.failures} attempts in a row (last: ${address.text}: ${outcome.reason})`));
+        continue;
+      }
+      this.preferred = outcome.next ?? (this.preferred + 1) % this.addresses.length;
+      await sleep(this.backoffMs());
+    }
+  }
+
+  private backoffMs(): number {
+    const { backoff_ms_min, backoff_ms_max } = this.options;
+    const exp = Math.min(backoff_ms_max, backoff_ms_min * 2 ** Math.min(30, this.failures - 1));
+    return Math.round(exp * (0.5 + Math.random() / 2));
+  }
+
+  /** One connection attempt: TCP connect, hello, and the first answer. */
+  private attempt(address: Address): Promise<Outcome> {
+    return new Promise<Outcome>((resolve) => {
+      const socket = net.connect({ host: address.host, port: address.port });
+      let settled = false;
+      const now = performance.now();
+      const connection: Connection = {
+        socket,
+        decoder: new FrameDecoder(this.options.frame_bytes_max),
+        address,
+        state: 'hello',
+        frame_ms: now,
+        write_ms: now,
+        settle: (outcome) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(outcome);
+        },
+      };
+      const timer = setTimeout(() => this.drop(connection, `no welcome within connect_timeout_ms = ${this.options.connect_timeout_ms}`), this.options.connect_timeout_ms);
+      this.connection = connection;
+      socket.setNoDelay(true);
+      socket.on('connect', () => {
+        const hello: ClientMessage = { type: 'hello', version: PROTOCOL_VERSION, last_output_seq: this.sequencer.delivered };
+        if (this.session) Object.assign(hello, { session: this.session.id, session_epoch: this.session.epoch });
+        this.write(connection, hello);
+      });
+      socket.on('data', (chunk: Buffer) => this.onData(connection, chunk));
+      socket.on('error', () => {}); // 'close' follows and says what happened
+      socket.on('close', () => this.drop(connection, 'connection closed'));
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Receiving
+
+  private onData(connection: Connection, chunk: Buffer): void {
+    if (connection.state === 'closed') return;
+    try {
+      connection.decoder.push(chunk);
+      for (let body = connection.decoder.next(); body !== undefined; body = connection.decoder.next()) {
+        connection.frame_ms = performance.now();
+        this.onMessage(connection, decodeServerMessage(body));
+        if (isClosed(connection)) return;
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.drop(connection, `server ${connection.address.text} broke the protocol: ${error.message}`);
+    }
+  }
+
+  private onMessage(connection: Connection, message: ServerMessage): void {
+    if (message.type === 'error') return this.onError(connection, message);
+    if (message.type === 'not_primary') {
+      const next = this.addresses.findIndex((a) => a.text === message.primary_hint);
+      if (message.epoch !== undefined && message.epoch > this.max_epoch) this.max_epoch = message.epoch;
+      return this.drop(connection, `${connection.address.text} is not primary`, next >= 0 ? next : undefined);
+    }
+    if (connection.state === 'hello') {
+      if (message.type !== 'welcome') throw new ProtocolError('bad_message', `${message.type} before welcome`);
+      return this.onWelcome(connection, message);
+    }
+    switch (message.type) {
+      case 'accepted':
+        return this.onAccepted(connection, message);
+      case 'output':
+        return this.onOutput(connection, message);
+      case 'pong':
+        return;
+      case 'welcome':
+        throw new ProtocolError('bad_message', 'a second welcome');
+    }
+  }
+
+  private onError(connection: Connection, message: ErrorMessage): void {
+    const what = `${connection.address.text} closed the connection: ${message.code}: ${message.message}`;
+    if (RETRYABLE_CODES.has(message.code)) return this.drop(connection, what);
+    this.fail(new NetError(SESSION_LOST_CODES.has(message.code) ? 'FTW_NET_SESSION_LOST' : 'FTW_NET_REFUSED', what));
+  }
+
+  private onWelcome(connection: Connection, welcome: WelcomeMessage): void {
+    if (welcome.epoch < this.max_epoch) {
+      return this.drop(connection, `${connection.address.text} says primary in epoch ${welcome.epoch}, but epoch ${this.max_epoch} was seen: a stale primary`);
+    }
+    if (!this.adoptSession(welcome)) return;
+    this.max_epoch = welcome.epoch;
+    this.server_limits = welcome.limits;
+    connection.state = 'open';
+    this.state = 'open';
+    this.sent = 0;
+    this.acked_sent = this.sequencer.delivered;
+    if (this.pending.length === 0) this.failures = 0;
+    this.settleAccepted(welcome.accepted);
+    this.startTimers();
+    connection.settle({ kind: 'open' });
+    this.emit('connected', { address: connection.address.text, epoch: welcome.epoch, session: welcome.session, resumed: welcome.resumed });
+    this.pump();
+  }
+
+  /** Decides what the welcome's session means for the requests and outputs held; false if the client failed. */
+  private adoptSession(welcome: WelcomeMessage): boolean {
+    const asked = this.session;
+    const fresh = { id: welcome.session, epoch: welcome.session_epoch };
+    if (asked && welcome.resumed) {
+      if (welcome.session !== asked.id || welcome.session_epoch !== asked.epoch) {
+        this.fail(new NetError('FTW_NET_REFUSED', `asked to resume session ${asked.id} (epoch ${asked.epoch}), welcome names ${welcome.session} (epoch ${welcome.session_epoch})`));
+        return false;
+      }
+      if (this.next_seq === 0) {
+        this.next_seq = welcome.received + 1; // a new FtClient with a ticket continues after what the server took
+        this.accepted_seq = welcome.accepted;
+      } else if (welcome.received >= this.next_seq) {
+        this.fail(new NetError('FTW_NET_SESSION_LOST', `session ${asked.id} has taken request ${welcome.received}, but this client numbered only up to ${this.next_seq - 1}: another client uses it`));
+        return false;
+      }
+    } else if (asked) {
+      // The servers do not know the session. Safe to start over only if nothing of it can have reached the
+      // guest: no request accepted and no output seen (a request the log holds makes the session known to
+      // every node that holds the log).
+      if (this.ticket_given || this.accepted_seq > 0 || this.sequencer.delivered > 0) {
+        this.fail(new NetError('FTW_NET_SESSION_LOST', `the servers no longer hold session ${asked.id} (epoch ${asked.epoch}); its outputs or requests may be lost`));
+        return false;
+      }
+      this.session = fresh;
+      this.next_seq = 1;
+      for (const p of this.pending) p.seq = this.next_seq++;
+    } else {
+      this.session = fresh;
+    }
+    this.session ??= fresh;
+    for (const p of this.pending) if (p.seq === 0) p.seq = this.next_seq++;
+    return true;
+  }
+
+  private onAccepted(connection: Connection, accepted: AcceptedMessage): void {
+    this.checkSession(accepted.session, 'accepted');
+    if (accepted.seq >= this.next_seq) {
+      return this.drop(connection, `${connection.address.text} accepted request ${accepted.seq}, but only ${this.next_seq - 1} were numbered`);
+    }
+    if (this.settleAccepted(accepted.seq)) this.failures = 0;
+    this.pump();
+  }
+
+  /** Resolves every pending request up to seq; true if any was. */
+  private settleAccepted(seq: number): boolean {
+    if (seq <= this.accepted_seq) return false;
+    this.accepted_seq = seq;
+    let done = 0;
+    while (done < this.pending.length && this.pending[done]!.seq <= seq) done++;
+    const settled = this.pending.splice(0, done);
+    this.sent = Math.max(0, this.sent - done);
+    for (const p of settled) p.resolve();
+    return done > 0;
+  }
+
+  private onOutput(connection: Connection, output: OutputMessage): void {
+    this.checkSession(output.session, 'output');
+    const result = this.sequencer.push(output.seq, output.payload);
+    if (result.status === 'overflow') {
+      return this.drop(connection, `output ${output.seq} is beyond outputs_held_max = ${this.options.outputs_held_max} past ${this.sequencer.delivered}: reconnecting to have it resent`);
+    }
+    if (result.status !== 'delivered') return;
+    this.failures = 0;
+    for (const { seq, payload } of result.ready) {
+      this.calls.shift()?.resolve(payload);
+      try {
+        this.emit('output', seq, payload);
+      } catch (error) {
+        // A listener's exception is the application's: rethrow it outside our bookkeeping.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+    this.scheduleAck();
+  }
+
+  private checkSession(session: number, what: string): void {
+    if (session !== this.session?.id) throw new ProtocolError('wrong_session', `${what} for session ${session}, but this client holds ${this.session?.id}`);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Sending
+
+  private pump(): void {
+    const connection = this.connection;
+    if (!connection || connection.state !== 'open' || !this.session) return;
+    const window = Math.min(this.options.requests_inflight_max, this.server_limits?.requests_inflight_max ?? Infinity);
+    const now = performance.now();
+    while (this.sent < this.pending.length && this.sent < window) {
+      const p = this.pending[this.sent++]!;
+      p.sent_ms = now;
+      this.write(connection, { type: 'request', session: this.session.id, seq: p.seq, payload: p.payload });
+    }
+  }
+
+  private scheduleAck(): void {
+    const every = Math.max(1, Math.floor((this.server_limits?.outputs_buffered_max ?? 4) / 4));
+    if (this.sequencer.delivered - this.acked_sent >= every) return this.sendAck();
+    if (this.ack_timer) return;
+    this.ack_timer = setTimeout(() => this.sendAck(), this.options.ack_delay_ms);
+    this.ack_timer.unref();
+  }
+
+  private sendAck(): void {
+    if (this.ack_timer) clearTimeout(this.ack_timer);
+    this.ack_timer = undefined;
+    const connection = this.connection;
+    if (!connection || connection.state !== 'open' || this.sequencer.delivered <= this.acked_sent) return;
+    this.write(connection, this.ackMessage());
+  }
+
+  private ackMessage(): ClientMessage {
+    this.acked_sent = this.sequencer.delivered;
+    return { type: 'ack', session: this.session!.id, output_seq: this.sequencer.delivered };
+  }
+
+  private write(connection: Connection, message: ClientMessage): void {
+    connection.write_ms = performance.now();
+    connection.socket.write(encodeMessage(message));
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Timers, losing connections, failing
+
+  private startTimers(): void {
+    if (this.tick_timer) return;
+    const period = Math.max(1, Math.min(250, Math.floor(this.options.request_timeout_ms / 4), Math.floor(this.pingIntervalMs() / 2)));
+    this.tick_timer = setInterval(() => this.tick(), period);
+    this.tick_timer.unref();
+  }
+
+  private stopTimers(): void {
+    if (this.tick_timer) clearInterval(this.tick_timer);
+    if (this.ack_timer) clearTimeout(this.ack_timer);
+    this.tick_timer = this.ack_timer = undefined;
+  }
+
+  private pingIntervalMs(): number {
+    const server_idle = this.server_limits?.idle_timeout_ms;
+    return Math.max(1, Math.min(this.options.ping_interval_ms, server_idle ? Math.floor(server_idle / 3) : Infinity));
+  }
+
+  private tick(): void {
+    const connection = this.connection;
+    if (!connection || connection.state !== 'open') return;
+    const now = performance.now();
+    const oldest = this.sent > 0 ? this.pending[0] : undefined;
+    if (oldest && now - oldest.sent_ms > this.options.request_timeout_ms) {
+      this.failures += 1;
+      if (this.failures > this.options.retries_max) {
+        this.fail(new NetError('FTW_NET_UNAVAILABLE', `request ${oldest.seq} not accepted within request_timeout_ms = ${this.options.request_timeout_ms}, ${this.failures} failures in a row`));
+        return;
+      }
+      return this.drop(connection, `request ${oldest.seq} not accepted within request_timeout_ms = ${this.options.request_timeout_ms}`);
+    }
+    const ping_ms = this.pingIntervalMs();
+    if (now - connection.frame_ms > 3 * ping_ms) return this.drop(connection, `no frame from ${connection.address.text} in ${Math.round(now - connection.frame_ms)} ms`);
+    if (now - connection.write_ms > ping_ms) this.write(connection, { type: 'ping' });
+  }
+
+  /** Closes a connection; if it was the current one, the client looks for the primary again. */
+  private drop(connection: Connection, reason: string, next?: number): void {
+    if (connection.state === 'closed') return;
+    const was_open = connection.state === 'open';
+    connection.state = 'closed';
+    connection.socket.destroy();
+    connection.settle(next === undefined ? { kind: 'retry', reason } : { kind: 'retry', reason, next });
+    if (this.connection !== connection) return;
+    this.connection = undefined;
+    if (!was_open || this.state !== 'open') return;
+    this.state = 'connecting';
+    this.emit('disconnected', reason);
+    if (next !== undefined) this.preferred = next;
+    this.connect().catch(() => {});
+  }
+
+  private fail(error: NetError): void {
+    if (this.state === 'failed' || this.state === 'closed') return;
+    this.state = 'failed';
+    this.failure = error;
+    this.stopTimers();
+    const connection = this.connection;
+    this.connection = undefined;
+    if (connection && connection.state !== 'closed') {
+      connection.state = 'closed';
+      connection.socket.destroy();
+      connection.settle({ kind: 'stop' });
+    }
+    this.rejectAll(error);
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  private rejectAll(error: Error): void {
+    for (const p of this.pending.splice(0)) p.reject(error);
+    for (const c of this.calls.splice(0)) c.reject(error);
+    this.sent = 0;
+  }
+
+  private throwIfDone(): void {
+    if (this.failure) throw this.failure;
+    if (this.state === 'closed') throw new NetError('FTW_NET_CLOSED', 'the client was closed');
+  }
+}
+
+function isClosed(connection: Connection): boolean {
+  return connection.state === 'closed';
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,103 @@
+// Frames on the client connection: a u32 big-endian body length, then the body (one msgpack value).
+// The decoder is incremental: it takes bytes as TCP hands them over and says "incomplete" until a whole
+// frame is there, and refuses an oversized length as soon as the 4 length bytes arrived, before any body.
+import { ProtocolError } from './errors.ts';
+
+export const FRAME_HEADER_BYTES = 4;
+/** Largest payload of one request or output, as the ABI's MESSAGE_BYTES_MAX (1 MiB). */
+export const PAYLOAD_BYTES_MAX_DEFAULT = 1 << 20;
+/** Room for a message's other fields around its payload. */
+export const ENVELOPE_BYTES_MAX = 1024;
+/** Largest frame body by default: a full payload plus its envelope. */
+export const FRAME_BYTES_MAX_DEFAULT = PAYLOAD_BYTES_MAX_DEFAULT + ENVELOPE_BYTES_MAX;
+/** No configuration may go above this (the length prefix could say up to 4 GiB). */
+export const FRAME_BYTES_LIMIT = 64 << 20;
+
+/** What readFrame found at an offset. */
+export type FrameRead =
+  | { status: 'incomplete'; bytes_needed: number }
+  | { status: 'frame'; body: Uint8Array; end: number };
+
+/** Reads one frame at `offset`: the body (a view into `bytes`) and where the next frame starts, or how many more bytes are needed. Throws ProtocolError for a length of 0 or above frame_bytes_max. */
+export function readFrame(bytes: Uint8Array, offset: number, frame_bytes_max: number): FrameRead {
+  const available = bytes.length - offset;
+  if (available < FRAME_HEADER_BYTES) return { status: 'incomplete', bytes_needed: FRAME_HEADER_BYTES - available };
+  const length = ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0;
+  if (length === 0) throw new ProtocolError('frame_empty', `frame length 0 at byte ${offset} of the stream buffer`);
+  if (length > frame_bytes_max) {
+    throw new ProtocolError('frame_too_large', `frame length ${length} > frame_bytes_max = ${frame_bytes_max}`);
+  }
+  const end = offset + FRAME_HEADER_BYTES + length;
+  if (end > bytes.length) return { status: 'incomplete', bytes_needed: end - bytes.length };
+  return { status: 'frame', body: bytes.subarray(offset + FRAME_HEADER_BYTES, end), end };
+}
+
+/** Prefixes a body with its length. */
+export function encodeFrame(body: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
+  new DataView(frame.buffer).setUint32(0, body.length);
+  frame.set(body, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Incremental frame reader over a byte stream. Call `push` with each chunk, then `next` until it returns
+ * undefined. A returned body is a view that stays valid only until the next `push`. After a throw the
+ * stream is out of step: the connection must be closed.
+ */
+export class FrameDecoder {
+  private buf: Uint8Array = new Uint8Array(0);
+  private start = 0;
+  private end = 0;
+  /** Bytes of the stream consumed so far (for error messages). */
+  offset = 0;
+
+  constructor(readonly frame_bytes_max: number) {
+    if (!Number.isInteger(frame_bytes_max) || frame_bytes_max < 1 || frame_bytes_max > FRAME_BYTES_LIMIT) {
+      throw new RangeError(`frame_bytes_max = ${frame_bytes_max} is outside 1..${FRAME_BYTES_LIMIT}`);
+    }
+  }
+
+  /** Bytes held that do not yet form a whole frame. */
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    if (this.end + chunk.length > this.buf.length) this.makeRoom(chunk.length);
+    this.buf.set(chunk, this.end);
+    this.end += chunk.length;
+  }
+
+  /** The next whole frame's body, or undefined when the bytes so far end inside a frame. */
+  next(): Uint8Array | undefined {
+    const view = this.buf.subarray(0, this.end);
+    let read: FrameRead;
+    try {
+      read = readFrame(view, this.start, this.frame_bytes_max);
+    } catch (error) {
+      if (error instanceof Error) error.message += ` (stream byte ${this.offset})`;
+      throw error;
+    }
+    if (read.status === 'incomplete') return undefined;
+    this.offset += read.end - this.start;
+    this.start = read.end;
+    if (this.start === this.end) this.start = this.end = 0;
+    return read.body;
+  }
+
+  private makeRoom(extra: number): void {
+    const held = this.end - this.start;
+    const need = held + extra;
+    if (need <= this.buf.length && this.start > 0) {
+      this.buf.copyWithin(0, this.start, this.end);
+    } else {
+      const next = new Uint8Array(Math.max(need, this.buf.length * 2, 4096));
+      next.set(this.buf.subarray(this.start, this.end));
+      this.buf = next;
+    }
+    this.start = 0;
+    this.end = held;
+  }
+}
