@@ -196,7 +196,8 @@ export class FtClient extends EventEmitter<FtClientEvents> {
 
   /** Connects to the primary (if not connected); resolves once a session is open. */
   connect(): Promise<void> {
-    this.throwIfDone();
+    const done = this.doneError();
+    if (done) return Promise.reject(done);
     if (this.state === 'open') return Promise.resolve();
     this.connecting ??= this.connectLoop().finally(() => (this.connecting = undefined));
     return this.connecting;
@@ -204,7 +205,8 @@ export class FtClient extends EventEmitter<FtClientEvents> {
 
   /** Queues a request; resolves when it is durably in the log (accepted), rejects if the client fails or closes first. */
   request(payload: Uint8Array): Promise<void> {
-    this.throwIfDone();
+    const done = this.doneError();
+    if (done) return Promise.reject(done);
     const payload_max = Math.min(this.options.payload_bytes_max, this.server_limits?.payload_bytes_max ?? Infinity);
     if (payload.length > payload_max) {
       return Promise.reject(new NetError('FTW_NET_PAYLOAD', `request payload ${payload.length} bytes > payload_bytes_max = ${payload_max}`));
@@ -214,7 +216,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     }
     const promise = new Promise<void>((resolve, reject) => {
       const seq = this.next_seq > 0 && this.session ? this.next_seq++ : 0;
-      this.pending.push({ seq, payload: payload.slice(), resolve, reject, sent_ms: 0 });
+      this.pending.push({ seq, payload: new Uint8Array(payload), resolve, reject, sent_ms: 0 });
     });
     if (this.state === 'open') this.pump();
     else this.connect().catch(() => {}); // the failure reaches the request through fail()
@@ -280,8 +282,8 @@ export class FtClient extends EventEmitter<FtClientEvents> {
   private async connectLoop(): Promise<void> {
     this.state = 'connecting';
     for (;;) {
-      if (this.failure) throw this.failure;
-      if (this.state === 'closed') throw new NetError('FTW_NET_CLOSED', 'the client was closed');
+      const done = this.doneError();
+      if (done) throw done;
       const address = this.addresses[this.preferred]!;
       const outcome = await this.attempt(address);
       if (outcome.kind === 'open') return;
@@ -602,9 +604,10 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     this.sent = 0;
   }
 
-  private throwIfDone(): void {
-    if (this.failure) throw this.failure;
-    if (this.state === 'closed') throw new NetError('FTW_NET_CLOSED', 'the client was closed');
+  private doneError(): NetError | undefined {
+    if (this.failure) return this.failure;
+    if (this.state === 'closed') return new NetError('FTW_NET_CLOSED', 'the client was closed');
+    return undefined;
   }
 }
 

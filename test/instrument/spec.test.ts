@@ -6,10 +6,15 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { instrument, InstrumentError } from '../../host/instrument/index.ts';
 import { runScript, tally, type CommandResult, type RunOptions, type WastScript } from '../support/wast.ts';
 
-const SPEC_DIR = process.env.FTWASM_SPEC_DIR ?? '/work/shared/wasm-spec';
+// ../shared/wasm-spec beside the checkout (as CI lays it out), unless told otherwise.
+const SPEC_DIR = process.env.FTWASM_SPEC_DIR ?? fileURLToPath(new URL('../../../shared/wasm-spec', import.meta.url));
+// The same scripts converted by wast2json 1.0.32 (`npm run spec:bundle`), for machines without wabt:
+// `npm install && npm test` must pass on a fresh machine. CI installs wabt and converts afresh.
+const BUNDLE = fileURLToPath(new URL('./spec-json.tar.gz', import.meta.url));
 const SCRIPT_COUNT = 146;
 const KINDS = [
   'module', 'register', 'action', 'assert_return', 'assert_trap', 'assert_exhaustion',
@@ -24,22 +29,34 @@ const scripts = existsSync(SPEC_DIR) ? readdirSync(SPEC_DIR).filter((n) => n.end
 // ---------------------------------------------------------------------------------------------------
 // Converting the scripts once, cached per wabt version.
 
-function wabtVersion(): string {
+/** wast2json's version, or undefined when it is not installed. */
+function wabtVersion(): string | undefined {
   try {
     return execFileSync('wast2json', ['--version'], { encoding: 'utf8' }).trim();
   } catch (error) {
-    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new Error(
-      missing
-        ? 'wast2json not found on PATH: the spec-suite test needs wabt (apt-get install wabt)'
-        : `wast2json --version failed: ${String(error)}`,
-    );
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`wast2json --version failed: ${String(error)}`);
   }
+}
+
+/** Unpacks the bundled conversion (made by wast2json 1.0.32 from the same 146 scripts). */
+function unpackBundle(names: readonly string[]): string {
+  if (!existsSync(BUNDLE)) throw new Error(`wast2json not found on PATH and no bundled conversion at ${BUNDLE}: apt-get install wabt`);
+  const dir = join(tmpdir(), `ftwasm-spec-bundled-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  execFileSync('tar', ['-xzf', BUNDLE, '-C', dir]);
+  const listed = JSON.parse(readFileSync(join(dir, 'converted.json'), 'utf8')) as string[];
+  if (JSON.stringify(listed) !== JSON.stringify(names)) throw new Error(`bundled conversion lists other scripts than ${SPEC_DIR}: run npm run spec:bundle`);
+  console.log('wast2json not found: using the conversion bundled in test/instrument/spec-json.tar.gz (wast2json 1.0.32)');
+  return dir;
 }
 
 /** Converts every script into one directory (reused while its marker lists the same scripts). */
 function convertAll(names: readonly string[]): string {
-  const dir = join(tmpdir(), `ftwasm-spec-${wabtVersion()}`);
+  const version = wabtVersion();
+  if (version === undefined) return unpackBundle(names);
+  const dir = join(tmpdir(), `ftwasm-spec-${version}`);
   const marker = join(dir, 'converted.json');
   if (existsSync(marker) && readFileSync(marker, 'utf8') === JSON.stringify(names)) return dir;
   // Convert into a staging directory and rename it, so an interrupted run never leaves a half cache.
@@ -165,7 +182,7 @@ describe('instrument on the WebAssembly core spec suite', () => {
     writeFileSync(new URL('spec-counts.json', build), `${JSON.stringify({ scripts: scripts.length, elapsedMs: Math.round(elapsedMs), kinds: table }, null, 2)}\n`);
   });
 
-  it(`finds all ${SCRIPT_COUNT} scripts in ${SPEC_DIR} and converts them with wast2json`, () => {
+  it(`finds all ${SCRIPT_COUNT} scripts in ${SPEC_DIR} and converts them (wast2json, or the bundled conversion)`, () => {
     expect(scripts.length, `set FTWASM_SPEC_DIR to the directory of the core .wast scripts`).toBe(SCRIPT_COUNT);
     expect(existsSync(join(specJsonDir(), 'converted.json'))).toBe(true);
   });
