@@ -6,9 +6,13 @@ import { instrument, readInstrumentMeta } from '../instrument/index.ts';
 
 const DEMO_GUESTS = ['sha256', 'nbody', 'sort'];
 
-function guestDir(): string {
-  // dist/cli.js and host/cli/demo.ts both sit two levels below the repository root.
-  return join(fileURLToPath(new URL('../..', import.meta.url)), 'build/guest');
+/** build/guest of this checkout: one level above dist/cli.js, two above host/cli/demo.ts. */
+export function guestDir(): string {
+  for (const up of ['..', '../..']) {
+    const dir = join(fileURLToPath(new URL(up, import.meta.url)), 'build/guest');
+    if (existsSync(dir)) return dir;
+  }
+  throw new Error('build/guest not found: run npm install (it builds the guests)');
 }
 
 interface RunFigures {

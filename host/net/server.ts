@@ -4,6 +4,7 @@
 //   setDelivered / delivered          the highest request seq the guest took, derived from the log
 //   accept(session, seq)              requests up to seq are durably logged: tell the client
 //   output(session, seq, payload, e)  an output may leave (output rule already satisfied)
+//   goLive()                          this node just became primary
 //   snapshot / restore                the session table as a plain object, for state transfer
 // Bad input from a client gets an `error` frame naming what was wrong, then a close; it never throws out
 // of a socket handler. Misuse by the host (seq out of order) throws NetError: that is a bug above us.
@@ -325,9 +326,16 @@ export class ClientServer {
     if (s.connection?.state === 'open') this.send(s.connection, { type: 'accepted', session, seq });
   }
 
-  /** Marks every delivered request accepted: a node going live calls it, its own log being the surviving copy. */
-  acceptDelivered(): void {
-    for (const s of this.sessions.values()) if (s.delivered > s.accepted) this.accept(s.id, s.delivered);
+  /**
+   * A node taking over as primary calls this after replaying all the log it holds: every delivered request
+   * is accepted (this log is now the surviving copy), and requests this node took earlier but the guest never
+   * got are forgotten, so the clients' resends of them are taken again.
+   */
+  goLive(): void {
+    for (const s of this.sessions.values()) {
+      s.received = s.delivered;
+      if (s.delivered > s.accepted) this.accept(s.id, s.delivered);
+    }
   }
 
   /**
@@ -380,7 +388,7 @@ export class ClientServer {
     return { version: 1, next_session: this.next_session, sessions };
   }
 
-  /** Replaces the session table with a snapshot (checked first); open connections are closed. Accepted levels start at 0: see acceptDelivered(). */
+  /** Replaces the session table with a snapshot (checked first); open connections are closed. Accepted levels start at 0: see goLive(). */
   restore(snapshot: SessionTableSnapshot): void {
     const restored = checkSnapshot(snapshot, this.limits);
     for (const connection of [...this.connections]) this.fail(connection, 'shutting_down', 'the session table was replaced');
