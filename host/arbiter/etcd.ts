@@ -63,7 +63,7 @@ export async function openEtcdArbiter(urls: string[], options: EtcdArbiterOption
   checkSetting(isIntegerIn(retriesMax, 0, RETRIES_MAX_LIMIT), `retries_max must be in 0..${RETRIES_MAX_LIMIT}, got ${retriesMax}`, where);
   const arbiter = new EtcdArbiter(urls, deployment, requestTimeoutMs, retriesMax);
   try {
-    await arbiter.call('connect', undefined, () => arbiter.client.get(arbiter.epochKey).exec());
+    await arbiter.call('connect', undefined, (client) => client.get(arbiter.epochKey).exec());
   } catch (error) {
     await arbiter.close();
     throw error;
@@ -91,8 +91,10 @@ export class EtcdArbiter implements Arbiter {
   readonly cluster: string;
   readonly epochKey: string;
   readonly primaryKey: string;
-  /** @internal the etcd3 client; exposed for the arbiter's own helpers and tests. */
-  readonly client: Etcd3;
+  /** One etcd3 client per URL, so that each retry can go to the next member (a shared client picks one at random). */
+  private readonly clients: Etcd3[];
+  /** Index of the client that answered last; requests start there. */
+  private preferred = 0;
   private readonly retriesMax: number;
   private readonly leases = new Set<PrimaryLease>();
   private closed = false;
@@ -103,20 +105,28 @@ export class EtcdArbiter implements Arbiter {
     this.cluster = `etcd:${urls.join(',')}`;
     this.where = `${this.cluster} key ${this.epochKey}`;
     this.retriesMax = retriesMax;
-    // Retries are ours (bounded, and a retried claim transaction recognises its own earlier success by claimId),
-    // so the client's own retry and circuit-breaker policies are replaced by pass-throughs.
+    // Retries are ours (bounded, rotating through the URLs, and a retried claim transaction recognises its own
+    // earlier success by claimId), so the client's own retry and circuit-breaker policies are pass-throughs.
     const passThrough = {
       execute: <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal) =>
         Promise.resolve().then(() => fn({ signal: signal ?? new AbortController().signal })),
       onSuccess: () => ({ dispose: () => undefined }),
       onFailure: () => ({ dispose: () => undefined }),
     } as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-    this.client = new Etcd3({
-      hosts: urls,
-      dialTimeout: requestTimeoutMs,
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
-      faultHandling: { global: passThrough, host: () => passThrough },
-    });
+    this.clients = urls.map(
+      (url) =>
+        new Etcd3({
+          hosts: url,
+          dialTimeout: requestTimeoutMs,
+          defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
+          faultHandling: { global: passThrough, host: () => passThrough },
+        }),
+    );
+  }
+
+  /** The etcd3 client requests start with (the one that answered last); for the arbiter's helpers and tests. */
+  get client(): Etcd3 {
+    return this.clients[this.preferred]!;
   }
 
   async current(): Promise<EpochClaim | undefined> {
@@ -138,11 +148,11 @@ export class EtcdArbiter implements Arbiter {
       if (stored !== undefined && epoch <= currentEpoch) return { won: false, holder: publicClaim(stored.record) };
       if (epoch > currentEpoch + 1) throw new ArbiterGapError(epoch, currentEpoch, this.where);
       const modRevision = stored?.modRevision ?? '0';
-      const result: ITxnResponse = await this.call('claim transaction', epoch, () =>
-        this.client
+      const result: ITxnResponse = await this.call('claim transaction', epoch, (client) =>
+        client
           .if(this.epochKey, 'Mod', '==', modRevision)
-          .then(this.client.put(this.epochKey).value(value))
-          .else(this.client.get(this.epochKey))
+          .then(client.put(this.epochKey).value(value))
+          .else(client.get(this.epochKey))
           .commit(),
       );
       if (result.succeeded) return { won: true, claim: publicClaim(record) };
@@ -170,10 +180,10 @@ export class EtcdArbiter implements Arbiter {
       const leaseId = await lease.grant().catch((error: unknown) => {
         throw new ArbiterUnreachableError('etcd lease grant failed', this.where, claim.epoch, error);
       });
-      const result = await this.call('lease transaction', claim.epoch, () =>
-        this.client
+      const result = await this.call('lease transaction', claim.epoch, (client) =>
+        client
           .if(this.epochKey, 'Mod', '==', stored.modRevision)
-          .then(this.client.put(this.primaryKey).value(encodeClaimRecord(stored.record)).lease(leaseId))
+          .then(client.put(this.primaryKey).value(encodeClaimRecord(stored.record)).lease(leaseId))
           .commit(),
       );
       if (!result.succeeded) {
@@ -193,35 +203,40 @@ export class EtcdArbiter implements Arbiter {
     return stored === undefined ? undefined : publicClaim(stored.record);
   }
 
-  /** Releases held leases (best effort), then closes the client. */
+  /** Releases held leases (best effort), then closes the clients. */
   async close(): Promise<void> {
     if (this.closed) return;
     await Promise.all([...this.leases].map((lease) => lease.release().catch(() => undefined)));
     this.closed = true;
-    this.client.close();
+    for (const client of this.clients) client.close();
   }
 
-  /** Runs one etcd request, retrying recoverable failures up to retries_max times with bounded backoff. */
-  async call<T>(what: string, epoch: number | undefined, request: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one etcd request, retrying recoverable failures up to retries_max times with bounded backoff; each retry
+   * goes to the next URL. Public for the arbiter's own helpers and for fault injection in tests.
+   */
+  async call<T>(what: string, epoch: number | undefined, request: (client: Etcd3) => Promise<T>): Promise<T> {
     let lastError: unknown;
     for (let attempt = 0; attempt <= this.retriesMax; attempt++) {
       if (attempt > 0) await sleep(Math.min(RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN * 2 ** (attempt - 1)));
       assertOpen(this.closed, this.where);
+      const index = this.preferred;
       try {
-        return await request();
+        return await request(this.clients[index]!);
       } catch (error) {
         if (error instanceof ArbiterError) throw error;
         if (!(error instanceof Error) || !isRecoverableError(error)) {
           throw new ArbiterUnreachableError(`etcd ${what} failed`, this.where, epoch, error);
         }
         lastError = error;
+        if (this.preferred === index) this.preferred = (index + 1) % this.clients.length;
       }
     }
     throw new ArbiterUnreachableError(`etcd ${what} failed after ${this.retriesMax + 1} attempts`, this.where, epoch, lastError);
   }
 
   private async readKey(key: string, epoch: number | undefined): Promise<{ record: ClaimRecord; modRevision: string } | undefined> {
-    const response = await this.call(`read of ${key}`, epoch, () => this.client.get(key).exec());
+    const response = await this.call(`read of ${key}`, epoch, (client) => client.get(key).exec());
     return this.decodeKeyValue(response.kvs[0], key);
   }
 

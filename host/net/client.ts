@@ -168,6 +168,10 @@ export class FtClient extends EventEmitter<FtClientEvents> {
   private ack_timer: NodeJS.Timeout | undefined;
   private tick_timer: NodeJS.Timeout | undefined;
   private failure: NetError | undefined;
+  /** With a ticket: the highest request seq the previous client got taken; numbering waits until it is accepted. */
+  private settle_target = 0;
+  /** When the current connection opened. */
+  private open_ms = 0;
 
   constructor(options: FtClientOptions) {
     super();
@@ -286,7 +290,10 @@ export class FtClient extends EventEmitter<FtClientEvents> {
       if (done) throw done;
       const address = this.addresses[this.preferred]!;
       const outcome = await this.attempt(address);
-      if (outcome.kind === 'open') return;
+      // The connection may already be gone again: frames after the welcome in the same chunk are handled
+      // before this loop resumes, and a drop then finds this loop still running and leaves it to go on.
+      if (outcome.kind === 'open' && this.isOpen()) return;
+      if (outcome.kind === 'open') continue;
       if (outcome.kind === 'stop') continue; // the loop head throws
       this.failures += 1;
       if (this.failures > this.options.retries_max) {
@@ -394,6 +401,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     this.server_limits = welcome.limits;
     connection.state = 'open';
     this.state = 'open';
+    this.open_ms = performance.now();
     this.sent = 0;
     this.acked_sent = this.sequencer.delivered;
     if (this.pending.length === 0) this.failures = 0;
@@ -414,8 +422,12 @@ export class FtClient extends EventEmitter<FtClientEvents> {
         return false;
       }
       if (this.next_seq === 0) {
-        this.next_seq = welcome.received + 1; // a new FtClient with a ticket continues after what the server took
-        this.accepted_seq = welcome.accepted;
+        // A new FtClient with a ticket continues after what the server took, but only once all of that is
+        // durable: a request the old client left in flight may yet be lost in a failover, and numbering past
+        // it would leave a gap. Until then its requests wait, unnumbered (see onAccepted and tick).
+        this.accepted_seq = Math.max(this.accepted_seq, welcome.accepted);
+        this.settle_target = welcome.received;
+        if (welcome.received === welcome.accepted) this.next_seq = welcome.received + 1;
       } else if (welcome.received >= this.next_seq) {
         this.fail(new NetError('FTW_NET_SESSION_LOST', `session ${asked.id} has taken request ${welcome.received}, but this client numbered only up to ${this.next_seq - 1}: another client uses it`));
         return false;
@@ -434,13 +446,27 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     } else {
       this.session = fresh;
     }
-    this.session ??= fresh;
-    for (const p of this.pending) if (p.seq === 0) p.seq = this.next_seq++;
+    this.numberPending();
     return true;
+  }
+
+  private numberPending(): void {
+    if (this.next_seq === 0) return;
+    for (const p of this.pending) if (p.seq === 0) p.seq = this.next_seq++;
   }
 
   private onAccepted(connection: Connection, accepted: AcceptedMessage): void {
     this.checkSession(accepted.session, 'accepted');
+    if (this.next_seq === 0) {
+      // Still waiting for the previous client's requests to settle (a resumed ticket).
+      if (accepted.seq > this.settle_target) return this.drop(connection, `${connection.address.text} accepted request ${accepted.seq}, beyond the ${this.settle_target} it had taken`);
+      this.accepted_seq = Math.max(this.accepted_seq, accepted.seq);
+      if (accepted.seq < this.settle_target) return;
+      this.next_seq = accepted.seq + 1;
+      this.numberPending();
+      this.failures = 0;
+      return this.pump();
+    }
     if (accepted.seq >= this.next_seq) {
       return this.drop(connection, `${connection.address.text} accepted request ${accepted.seq}, but only ${this.next_seq - 1} were numbered`);
     }
@@ -491,7 +517,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
 
   private pump(): void {
     const connection = this.connection;
-    if (!connection || connection.state !== 'open' || !this.session) return;
+    if (!connection || connection.state !== 'open' || !this.session || this.next_seq === 0) return;
     const window = Math.min(this.options.requests_inflight_max, this.server_limits?.requests_inflight_max ?? Infinity);
     const now = performance.now();
     while (this.sent < this.pending.length && this.sent < window) {
@@ -552,7 +578,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     const connection = this.connection;
     if (!connection || connection.state !== 'open') return;
     const now = performance.now();
-    const oldest = this.sent > 0 ? this.pending[0] : undefined;
+    const oldest = this.sent > 0 ? this.pending[0] : this.next_seq === 0 && this.pending.length > 0 ? { seq: this.settle_target, sent_ms: this.open_ms } : undefined;
     if (oldest && now - oldest.sent_ms > this.options.request_timeout_ms) {
       this.failures += 1;
       if (this.failures > this.options.retries_max) {
@@ -602,6 +628,11 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     for (const p of this.pending.splice(0)) p.reject(error);
     for (const c of this.calls.splice(0)) c.reject(error);
     this.sent = 0;
+  }
+
+  /** Re-reads the state (a handler may have changed it since TypeScript narrowed it). */
+  private isOpen(): boolean {
+    return this.state === 'open';
   }
 
   private doneError(): NetError | undefined {

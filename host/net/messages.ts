@@ -94,7 +94,7 @@ export type ServerMessage = WelcomeMessage | NotPrimaryMessage | AcceptedMessage
 
 const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: false });
 
-/** msgpackr writes integers above 32 bits as float64; the protocol wants msgpack integers, so widen them to bigint (uint 64). */
+/** msgpackr writes integers above 32 bits as float64; the protocol wants msgpack integers, so widen them to bigint (int 64). */
 function wire(value: unknown): unknown {
   if (typeof value === 'number') return Number.isInteger(value) && value > U32_MAX ? BigInt(value) : value;
   if (value instanceof Uint8Array || value === null || typeof value !== 'object') return value;
@@ -174,7 +174,8 @@ class Fields {
   bin(name: string): Uint8Array {
     const raw = this.map.get(name);
     if (!(raw instanceof Uint8Array)) throw new ProtocolError('bad_message', `${this.type}.${name} is a ${describe(raw)}, not bin`);
-    return raw;
+    // msgpackr hands out a Node Buffer (a copy, copyBuffers); give callers a plain Uint8Array over it.
+    return new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
   }
 
   str(name: string): string {

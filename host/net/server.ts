@@ -164,8 +164,8 @@ const LIMIT_RANGES: Record<keyof ServerLimits, [number, number]> = {
   session_table_max: [1, 1 << 26],
   requests_inflight_max: [1, 1 << 20],
   outputs_buffered_max: [1, 1 << 20],
-  output_bytes_buffered_max: [0, 1 << 40],
-  write_buffer_bytes_max: [1, 1 << 40],
+  output_bytes_buffered_max: [0, 2 ** 40],
+  write_buffer_bytes_max: [1, 2 ** 40],
   hello_timeout_ms: [1, 2 ** 31],
   idle_timeout_ms: [1, 2 ** 31],
   session_idle_timeout_ms: [1, 2 ** 31],
@@ -238,9 +238,10 @@ export class ClientServer {
     const server = net.createServer((socket) => this.onConnection(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const refused = (error: Error) => reject(new NetError('FTW_NET_OPTION', `cannot listen on ${this.host}:${this.port}: ${error.message}`, { cause: error }));
+      server.once('error', refused);
       server.listen(this.port, this.host, () => {
-        server.off('error', reject);
+        server.off('error', refused);
         resolve();
       });
     });
@@ -323,7 +324,7 @@ export class ClientServer {
       throw new NetError('FTW_NET_STATE', `accept(session ${session}, seq ${seq}): only ${s.received} requests were taken`);
     }
     s.accepted = seq;
-    if (s.connection?.state === 'open') this.send(s.connection, { type: 'accepted', session, seq });
+    if (s.connection?.state === 'open' && this.options.role() === 'primary') this.send(s.connection, { type: 'accepted', session, seq });
   }
 
   /**
@@ -553,13 +554,13 @@ export class ClientServer {
 
   private onRequestMessage(connection: Connection, request: RequestMessage): void {
     const s = this.sessionOf(connection, request.session);
-    if (request.seq <= s.received) {
+    if (request.seq <= s.delivered) {
       // A resend (reconnect, failover): never handed up twice. Answer now if it is already durable; else the
       // accept() to come reaches whichever connection the session has by then.
       if (request.seq <= s.accepted) this.send(connection, { type: 'accepted', session: s.id, seq: s.accepted });
       return;
     }
-    if (request.seq !== s.received + 1) {
+    if (request.seq > s.received + 1) {
       throw new ProtocolError('seq_gap', `request seq ${request.seq} of session ${s.id}, but the next expected is ${s.received + 1}`);
     }
     if (request.payload.length > this.limits.payload_bytes_max) {

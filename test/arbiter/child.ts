@@ -2,7 +2,7 @@
 // `node -e` can require (Node 20 cannot run the .ts sources), with npm packages left to node_modules.
 import { build } from 'esbuild';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArbiterOptions, ClaimResult, EpochClaim } from '../../host/arbiter/index.ts';
@@ -12,11 +12,13 @@ const root = new URL('../..', import.meta.url).pathname;
 export const CHILD_TIMEOUT_MS = 20_000;
 
 let bundled: Promise<string> | undefined;
+let bundleDir: string | undefined;
 
-/** Path of host/arbiter bundled as CommonJS (built once per test file). */
+/** Path of host/arbiter bundled as CommonJS (built once per test file, until removeArbiterBundle). */
 export function arbiterBundle(): Promise<string> {
   bundled ??= (async () => {
-    const outfile = join(mkdtempSync(join(tmpdir(), 'ftwasm-arbiter-bundle-')), 'arbiter.cjs');
+    bundleDir = mkdtempSync(join(tmpdir(), 'ftwasm-arbiter-bundle-'));
+    const outfile = join(bundleDir, 'arbiter.cjs');
     await build({
       entryPoints: [join(root, 'host/arbiter/index.ts')],
       outfile,
@@ -30,6 +32,13 @@ export function arbiterBundle(): Promise<string> {
     return outfile;
   })();
   return bundled;
+}
+
+/** Deletes the bundle, if one was built. */
+export function removeArbiterBundle(): void {
+  if (bundleDir !== undefined) rmSync(bundleDir, { recursive: true, force: true });
+  bundleDir = undefined;
+  bundled = undefined;
 }
 
 // Opens the arbiter, says "ready", waits for "go" on stdin so that all children claim at once, claims, prints the result.

@@ -1,8 +1,8 @@
 // The properties every arbiter keeps, as one suite run against each implementation through a harness.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ArbiterError, openArbiter, type Arbiter, type ArbiterOptions, type ClaimResult, type EpochClaim } from '../../host/arbiter/index.ts';
 import { encodeClaimRecord } from '../../host/arbiter/claim.ts';
-import { raceInProcesses } from './child.ts';
+import { raceInProcesses, removeArbiterBundle } from './child.ts';
 
 /** Each test's bound; waits inside are bounded tighter. */
 export const ARBITER_TEST_TIMEOUT_MS = 30_000;
@@ -73,6 +73,7 @@ export function arbiterSuite(harness: ArbiterHarness): void {
     afterEach(async () => {
       await Promise.all(opened.splice(0).map((arbiter) => arbiter.close()));
     });
+    afterAll(() => removeArbiterBundle());
 
     it('an empty store has no current claim', async () => {
       const arbiter = await open(await harness.fresh());

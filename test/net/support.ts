@@ -152,12 +152,13 @@ export class FakeNode {
   makeServer(port: number): ClientServer {
     const server = new ClientServer({
       port,
-      role: () => (this.alive && this.cluster.primary === this.name ? 'primary' : 'backup'),
+      role: () => (this.alive && !this.flapping && this.cluster.primary === this.name ? 'primary' : 'backup'),
       epoch: () => this.cluster.epoch,
       primaryHint: () => this.cluster.hint(),
       limits: this.cluster.limits,
       onEvent: (event) => this.events.push(event),
       onRequest: (session, seq, payload) => {
+        this.cluster.handed_up += 1;
         this.queue.push({ session, seq, payload });
         this.cluster.schedule(() => this.processOne());
       },
@@ -169,9 +170,20 @@ export class FakeNode {
     this.port = (await this.server.listen()).port;
   }
 
+  /** While true the guest takes nothing (requests stay queued, taken but not delivered). */
+  paused = false;
+  /** While true the node answers as a backup without losing anything: a network blip. */
+  flapping = false;
+
+  /** Lets the guest take everything queued. */
+  unpause(): void {
+    this.paused = false;
+    for (let i = this.queue.length; i > 0; i--) this.cluster.schedule(() => this.processOne());
+  }
+
   /** The guest takes the oldest queued request (if this node is still primary). */
   processOne(): void {
-    if (!this.alive || this.cluster.primary !== this.name) return;
+    if (!this.alive || this.paused || this.cluster.primary !== this.name) return;
     const next = this.queue.shift();
     if (next) this.cluster.deliver(next.session, next.seq, next.payload);
   }
@@ -193,6 +205,8 @@ export class FakeCluster {
   epoch = 1;
   readonly deliveries = new Map<string, number>();
   readonly delivered_order: string[] = [];
+  /** onRequest calls on every node: more than the deliveries when queues were lost in a failover. */
+  handed_up = 0;
   private readonly output_counts = new Map<number, number>();
   private log_index = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -264,6 +278,34 @@ export class FakeCluster {
     const fresh = this.node(to);
     fresh.release();
     fresh.server.goLive();
+  }
+
+  /** Holds the primary's guest until some requests are taken but not delivered; returns the node. */
+  async holdPrimary(): Promise<FakeNode> {
+    const node = this.node(this.primary);
+    node.paused = true;
+    const deadline = Date.now() + 200;
+    while (node.queue.length === 0 && Date.now() < deadline) await sleep(1);
+    return node;
+  }
+
+  /** A network blip: the primary drops every client connection but stays primary, its queue intact. */
+  async blip(): Promise<void> {
+    const node = await this.holdPrimary();
+    node.flapping = true;
+    node.server.checkRole();
+    node.flapping = false;
+    await sleep(20); // clients come back and re-send what they have not seen accepted
+    node.unpause();
+  }
+
+  /** Two failovers in a row, before any client reconnects: the first primary comes back with requests it took but lost. */
+  async flipFlop(): Promise<void> {
+    const node = await this.holdPrimary();
+    const other = [...this.nodes.keys()].find((n) => n !== node.name && this.node(n).alive)!;
+    this.failover(other);
+    this.failover(node.name);
+    node.unpause();
   }
 
   /** Kills `name` abruptly (its connections drop with no message). */
