@@ -2,8 +2,7 @@
 // every entry; exit 3 on divergence or a corrupt log.
 import { readFileSync } from 'node:fs';
 import { decodeLogFile, entryKindName } from '../log/index.ts';
-import type { LogEntry } from '../log/index.ts';
-import { GuestCore } from '../vm/index.ts';
+import { GuestCore, ArraySource } from '../vm/index.ts';
 import { loadGuest, printFinal } from './guest.ts';
 
 export class ReplayFailed extends Error {
@@ -20,11 +19,10 @@ export function replayCommand(path: string, opts: { log: string; quiet?: boolean
     process.stderr.write(`ftwasm: ${opts.log} ends in a torn frame at byte ${contents.tail.offset}; replaying its whole frames, up to seq ${contents.tail.lastGoodSeq}\n`);
   }
   const entries = contents.entries;
-  let at = 0;
   const core = new GuestCore({
     module: guest.module,
     mode: 'replay',
-    source: { peek: (): LogEntry | undefined => entries[at], take: () => void at++ },
+    source: new ArraySource(entries),
     outputs: { send: (_s, bytes) => void (opts.quiet || process.stdout.write(bytes)), log: () => undefined },
   });
   const result = core.run();

@@ -1,7 +1,7 @@
 // In-memory log ends for vm tests: a sink that keeps entries, a source that serves them.
 import { EntryKind } from '../../host/log/index.ts';
 import type { LogEntry } from '../../host/log/index.ts';
-import type { EntrySink, EntrySource, World } from '../../host/vm/core.ts';
+import type { EntrySink, World } from '../../host/vm/core.ts';
 
 export class MemorySink implements EntrySink {
   readonly entries: LogEntry[] = [];
@@ -15,20 +15,6 @@ export class MemorySink implements EntrySink {
   }
   appendRandom(icount: bigint | number, bytes: Uint8Array): number {
     return this.append({ seq: this.entries.length + 1, kind: EntryKind.RANDOM, icount: BigInt(icount), payload: bytes.slice() });
-  }
-}
-
-export class MemorySource implements EntrySource {
-  private i = 0;
-  constructor(private readonly entries: readonly LogEntry[]) {}
-  peek(): LogEntry | undefined {
-    return this.entries[this.i];
-  }
-  take(): void {
-    this.i++;
-  }
-  get consumed(): number {
-    return this.i;
   }
 }
 

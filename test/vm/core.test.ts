@@ -7,7 +7,8 @@ import { GuestCore } from '../../host/vm/core.ts';
 import { AdmissionError, DivergenceError } from '../../host/vm/errors.ts';
 import { wat } from '../support/wat.ts';
 import { propertySeed } from '../support/fuel.ts';
-import { MemorySink, MemorySource, ScriptedWorld, message } from '../support/memlog.ts';
+import { MemorySink, ScriptedWorld, message } from '../support/memlog.ts';
+import { ArraySource } from '../../host/vm/sources.ts';
 
 // An echo guest that touches every import: for each message it sends back the payload, the clock,
 // 8 random bytes and the cpu id; exits when input closes.
@@ -84,7 +85,7 @@ async function record(text: string, world: ScriptedWorld, opts: { slice?: bigint
 
 function replay(module: WebAssembly.Module, entries: readonly LogEntry[]) {
   const out = outputs();
-  const source = new MemorySource(entries);
+  const source = new ArraySource(entries);
   const guest = new GuestCore({ module, mode: 'replay', source, outputs: out.sink });
   const result = guest.run();
   return { result, out, consumed: source.consumed };

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { instrument } from '../../host/instrument/index.ts';
 import { decodeLogFile, encodeFileHeader, FrameWriter, LogError } from '../../host/log/index.ts';
 import type { LogEntry } from '../../host/log/index.ts';
-import { GuestCore, DivergenceError } from '../../host/vm/index.ts';
+import { GuestCore, DivergenceError, ArraySource } from '../../host/vm/index.ts';
 import { MemorySink, ScriptedWorld, message } from '../support/memlog.ts';
 
 const kv = new WebAssembly.Module(instrument(readFileSync(new URL('../../build/guest/kv.wasm', import.meta.url))));
@@ -25,8 +25,7 @@ function replayBytes(bytes: Uint8Array): void {
   if (Buffer.compare(Buffer.from(contents.header.moduleHash), Buffer.from(MODULE_HASH)) !== 0) throw new Error('module hash differs');
   if (contents.tail !== 'clean') throw new Error(`torn tail at ${contents.tail.offset}`);
   const entries: LogEntry[] = contents.entries;
-  let at = 0;
-  const result = new GuestCore({ module: kv, mode: 'replay', source: { peek: () => entries[at], take: () => void at++ } }).run();
+  const result = new GuestCore({ module: kv, mode: 'replay', source: new ArraySource(entries) }).run();
   if (result.exit !== 'returned') throw new Error(`replay ended by ${result.exit}`);
 }
 

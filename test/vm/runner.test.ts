@@ -1,0 +1,93 @@
+// The guest in a worker thread: blocking recv waits without spinning, and an endless guest never blocks
+// the host's event loop.
+import { describe, expect, it } from 'vitest';
+import { instrument } from '../../host/instrument/index.ts';
+import { GuestRunner, FrameSource, GuestCore } from '../../host/vm/index.ts';
+import { FrameReader, EntryKind } from '../../host/log/index.ts';
+import { wat } from '../support/wat.ts';
+import { message } from '../support/memlog.ts';
+
+const SPIN = `(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))`;
+
+// recv with a 30 ms timeout, counting timeouts in memory, until a message arrives; then echoes it.
+const WAITER = `(module
+  (import "ft" "recv" (func $recv (param i32 i32 i32) (result i32)))
+  (import "ft" "send" (func $send (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $timeouts (export "timeouts") (mut i32) (i32.const 0))
+  (func (export "_start") (local $n i32)
+    (block $got (loop $wait
+      (local.set $n (call $recv (i32.const 0) (i32.const 64) (i32.const 30)))
+      (br_if $got (i32.gt_s (local.get $n) (i32.const 0)))
+      (global.set $timeouts (i32.add (global.get $timeouts) (i32.const 1)))
+      (br $wait)))
+    (call $send (i32.load (i32.const 0)) (i32.const 4) (i32.sub (local.get $n) (i32.const 4)))))`;
+
+describe('GuestRunner', () => {
+  it('an endless guest leaves the event loop free and is stopped by terminate', async () => {
+    const runner = new GuestRunner({ module: new WebAssembly.Module(instrument(await wat(SPIN))), mode: 'record', streamFrames: true });
+    const ticks = await new Promise<number>((resolve) => {
+      let n = 0;
+      const timer = setInterval(() => {
+        if (++n === 10) {
+          clearInterval(timer);
+          resolve(n);
+        }
+      }, 5);
+    });
+    expect(ticks).toBe(10);
+    const done = runner.done.then(() => 'finished', (e: Error) => e.message);
+    await runner.terminate();
+    expect(await done).toMatch(/exited/);
+  });
+
+  it('recv blocks with its timeout, then takes the message; the recording replays', async () => {
+    const module = new WebAssembly.Module(instrument(await wat(WAITER)));
+    const runner = new GuestRunner({ module, mode: 'record', streamFrames: true });
+    const frames: Uint8Array[] = [];
+    const sent: string[] = [];
+    runner.on('frame', (bytes) => frames.push(bytes));
+    runner.on('send', (_s, bytes) => sent.push(Buffer.from(bytes).toString()));
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(runner.send(message(3, 'late'))).toBe(true);
+    const result = await runner.done;
+    expect(sent).toEqual(['late']);
+    // Each timeout is a RECV entry with result 0: about one per 30 ms waited, not thousands (no spinning).
+    const reader = new FrameReader();
+    let timeouts = 0;
+    for (const f of frames) {
+      reader.push(f);
+      for (let d = reader.next(); d !== 'incomplete'; d = reader.next()) {
+        for (const e of d.entries) if (e.kind === EntryKind.RECV && e.payload === 0) timeouts++;
+      }
+    }
+    const waitedMs = Date.now() - started;
+    expect(timeouts).toBeGreaterThanOrEqual(3);
+    expect(timeouts).toBeLessThanOrEqual(Math.ceil(waitedMs / 30) + 1);
+    const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(frames) }).run();
+    expect(replayed.icount).toBe(result.icount);
+    expect(Buffer.from(replayed.stateHash)).toEqual(Buffer.from(result.stateHash));
+    expect((replayed as unknown as { exit: string }).exit).toBe('returned');
+  });
+
+  it('replay in the worker from pushed frames ends at the end of the log', async () => {
+    const module = new WebAssembly.Module(instrument(await wat(WAITER)));
+    const recorder = new GuestRunner({ module, mode: 'record', streamFrames: true });
+    const frames: Uint8Array[] = [];
+    recorder.on('frame', (bytes) => frames.push(bytes));
+    recorder.send(message(1, 'now'));
+    const recorded = await recorder.done;
+    const replayer = new GuestRunner({ module, mode: 'replay' });
+    const sent: string[] = [];
+    replayer.on('send', (_s, bytes) => sent.push(Buffer.from(bytes).toString()));
+    // pushed in pieces cut anywhere: the worker's reader reassembles frames
+    const all = Buffer.concat(frames);
+    for (let at = 0; at < all.length; at += 7) expect(replayer.pushLog(all.subarray(at, at + 7))).toBe(true);
+    replayer.endLog();
+    const replayed = await replayer.done;
+    expect(sent).toEqual(['now']);
+    expect(replayed.icount).toBe(recorded.icount);
+    expect(Buffer.from(replayed.stateHash)).toEqual(Buffer.from(recorded.stateHash));
+  });
+});
