@@ -322,7 +322,7 @@ export class GuestCore {
     }
     // `!=` compares a bigint and a number by value
     if (e.kind !== kind || e.icount != now) {
-      throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, `${entryKindName(kind)} at icount ${now}`);
+      throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, `${entryKindName(kind)} at icount ${now}`, guestFunction());
     }
     source.take();
     this.lastSeq = e.seq;
@@ -342,7 +342,7 @@ export class GuestCore {
   }
 
   private diverge(e: LogEntry, actual: string): never {
-    throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, actual);
+    throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, actual, guestFunction());
   }
 
   private bytesAt(ptr: number, len: number, what: string): Uint8Array {
@@ -506,6 +506,15 @@ export class GuestCore {
     if (len > 65536 || p + len > memory.length) return '';
     return wellFormed(new TextDecoder('utf-16le').decode(memory.subarray(p, p + len)));
   }
+}
+
+/** The innermost guest function on the stack ("in <name>"), when the engine shows one; only on errors. */
+function guestFunction(): string {
+  for (const line of (new Error().stack ?? '').split('\n')) {
+    const m = /at (?:(\S+) \()?wasm:\/\/wasm\/[^:]+:(wasm-function\[\d+\])/.exec(line);
+    if (m) return `in guest function ${m[1] ?? m[2]}`;
+  }
+  return '';
 }
 
 /** Lone surrogates become U+FFFD: the log stores text as UTF-8, which cannot carry them. */

@@ -241,3 +241,16 @@ describe('recv with a buffer too small', () => {
     expect(rep.result.icount).toBe(rec.icount);
   });
 });
+
+describe('divergence messages', () => {
+  it('name the seq, both kinds and icounts, and the guest function when the engine shows it', async () => {
+    const rec = await record(ECHO, new ScriptedWorld(4, [message(1, 'x')]));
+    const entries = rec.entries.slice();
+    const i = entries.findIndex((e) => e.kind === EntryKind.CLOCK_MONO);
+    entries[i] = { ...entries[i]!, icount: entries[i]!.icount + 3n } as LogEntry;
+    const error = catchError(() => replay(rec.module, entries)) as DivergenceError;
+    expect(error).toBeInstanceOf(DivergenceError);
+    expect(error.message).toMatch(new RegExp(`seq ${i + 1}: expected CLOCK_MONO at icount ${entries[i]!.icount}, got CLOCK_MONO at icount ${rec.entries[i]!.icount}`));
+    expect(error.message).toMatch(/in guest function \S+/);
+  });
+});
