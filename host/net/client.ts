@@ -227,7 +227,11 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     return promise;
   }
 
-  /** For guests that answer each request with one output: sends it and resolves with the next output in order. */
+  /**
+   * For guests that answer each request with one output (kv): sends it and resolves with the next output in
+   * order. Outputs go to pending calls first come, first served, so do not use it with a guest that sends
+   * outputs of its own accord, nor on a resumed session with outputs still to come. 'output' still fires.
+   */
   call(payload: Uint8Array): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       const waiter: CallWaiter = { resolve, reject };
@@ -289,11 +293,13 @@ export class FtClient extends EventEmitter<FtClientEvents> {
       const done = this.doneError();
       if (done) throw done;
       const address = this.addresses[this.preferred]!;
-      const outcome = await this.attempt(address);
-      // The connection may already be gone again: frames after the welcome in the same chunk are handled
-      // before this loop resumes, and a drop then finds this loop still running and leaves it to go on.
-      if (outcome.kind === 'open' && this.isOpen()) return;
-      if (outcome.kind === 'open') continue;
+      let outcome = await this.attempt(address);
+      if (outcome.kind === 'open') {
+        if (this.isOpen()) return;
+        // Already gone again: frames after the welcome in the same chunk are handled before this loop
+        // resumes, and the drop they caused found this loop still running and left it to go on.
+        outcome = { kind: 'retry', reason: 'connection lost right after welcome', next: this.preferred };
+      }
       if (outcome.kind === 'stop') continue; // the loop head throws
       this.failures += 1;
       if (this.failures > this.options.retries_max) {
@@ -482,6 +488,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     while (done < this.pending.length && this.pending[done]!.seq <= seq) done++;
     const settled = this.pending.splice(0, done);
     this.sent = Math.max(0, this.sent - done);
+    invariant(this.pending.length === 0 || this.pending[0]!.seq === seq + 1, `after accepted ${seq} the oldest pending request is ${this.pending[0]?.seq}`);
     for (const p of settled) p.resolve();
     return done > 0;
   }
@@ -522,6 +529,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     const now = performance.now();
     while (this.sent < this.pending.length && this.sent < window) {
       const p = this.pending[this.sent++]!;
+      invariant(p.seq > this.accepted_seq && p.seq < this.next_seq, `request seq ${p.seq} outside ${this.accepted_seq + 1}..${this.next_seq - 1}`);
       p.sent_ms = now;
       this.write(connection, { type: 'request', session: this.session.id, seq: p.seq, payload: p.payload });
     }
@@ -640,6 +648,11 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     if (this.state === 'closed') return new NetError('FTW_NET_CLOSED', 'the client was closed');
     return undefined;
   }
+}
+
+/** A broken internal invariant is a bug in this file: stop loudly. */
+function invariant(condition: boolean, what: string): asserts condition {
+  if (!condition) throw new NetError('FTW_NET_STATE', `FtClient invariant broken: ${what}`);
 }
 
 function isClosed(connection: Connection): boolean {

@@ -554,13 +554,13 @@ export class ClientServer {
 
   private onRequestMessage(connection: Connection, request: RequestMessage): void {
     const s = this.sessionOf(connection, request.session);
-    if (request.seq <= s.delivered) {
+    if (request.seq <= s.received) {
       // A resend (reconnect, failover): never handed up twice. Answer now if it is already durable; else the
       // accept() to come reaches whichever connection the session has by then.
       if (request.seq <= s.accepted) this.send(connection, { type: 'accepted', session: s.id, seq: s.accepted });
       return;
     }
-    if (request.seq > s.received + 1) {
+    if (request.seq !== s.received + 1) {
       throw new ProtocolError('seq_gap', `request seq ${request.seq} of session ${s.id}, but the next expected is ${s.received + 1}`);
     }
     if (request.payload.length > this.limits.payload_bytes_max) {

@@ -86,7 +86,18 @@ describe('failover', () => {
       }
     };
 
-    await Promise.all([...clients.map((c, i) => drive(c, i)), disturb()]);
+    // A stall fails within 30 s with the state of every node and client, rather than at the test timeout.
+    const describe_state = (): string =>
+      [
+        `primary ${cluster.primary}, epoch ${cluster.epoch}, ${cluster.delivered_order.length} deliveries`,
+        ...[...cluster.nodes.values()].map((n) => `node ${n.name}: alive ${n.alive}, paused ${n.paused}, queue ${n.queue.length}, ${JSON.stringify(n.server.stats())}`),
+        ...clients.map((c, i) => `client ${i}: ${JSON.stringify(c.stats())}, connects ${JSON.stringify(connects[i])}`),
+      ].join('\n');
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...clients.map((c, i) => drive(c, i)), disturb()]),
+      new Promise((_, reject) => (deadline = setTimeout(() => reject(new Error(`no progress within 30 s:\n${describe_state()}`)), 30_000))),
+    ]).finally(() => clearTimeout(deadline));
     await waitFor(() => outputs.every((o) => o.length >= REQUESTS), 10_000, 'every output');
 
     expect(cluster.epoch).toBe(1 + epochs_added);
@@ -104,7 +115,6 @@ describe('failover', () => {
     }
     // Requests went up more often than they were delivered: the lost queues were re-sent and taken again.
     expect(cluster.handed_up).toBeGreaterThanOrEqual(total);
-    console.log(`[failover] ${cluster.handed_up} requests handed up for ${total} deliveries; connects per client ${connects.map((c) => c.length).join(', ')}`);
     expect(replies).toEqual(Array.from({ length: REQUESTS }, (_, k) => `echo:c${CLIENTS - 1}-${k + 1}`));
   }, 60_000);
 });

@@ -157,6 +157,39 @@ describe('ClientServer bad input', () => {
     expect(welcome.role).toBe('primary');
   }, 30_000);
 
+  it('cuts a client that stops reading once write_buffer_bytes_max is queued for it', async () => {
+    const h = await harness({ limits: { write_buffer_bytes_max: 64 << 10 } });
+    const { raw, welcome } = await openSession(h.port);
+    raw.socket.pause();
+    const payload = new Uint8Array(64 << 10);
+    for (let seq = 1; seq <= 400 && h.server.stats().connections > 0; seq++) {
+      h.server.output(welcome.session, seq, payload, 3);
+      await sleep(0);
+    }
+    await waitFor(() => h.events.some((e) => e.code === 'slow_reader'), 3_000, 'the slow_reader cut');
+    await waitFor(() => h.server.stats().connections === 0, 3_000, 'the server to drop the connection');
+    raw.destroy();
+  });
+
+  it('answers internal when the host refuses a request, and takes the same seq again afterwards', async () => {
+    let refuse = true;
+    const h = await harness();
+    const taken = h.server.onRequest!;
+    h.server.onRequest = (session, seq, payload) => {
+      if (refuse) throw new Error('input queue full');
+      taken(session, seq, payload);
+    };
+    const first = await openSession(h.port);
+    first.raw.send({ type: 'request', session: first.welcome.session, seq: 1, payload: text('r1') });
+    expect((await first.raw.next('error')).code).toBe('internal');
+    refuse = false;
+    const again = await openSession(h.port, { session: first.welcome.session, session_epoch: first.welcome.session_epoch });
+    expect(again.welcome).toMatchObject({ resumed: true, received: 0 });
+    again.raw.send({ type: 'request', session: first.welcome.session, seq: 1, payload: text('r1') });
+    await waitFor(() => h.requests.length === 1, 2_000, 'the request');
+    expect(h.events.some((e) => e.kind === 'host_error' && e.message.includes('input queue full'))).toBe(true);
+  });
+
   it('refuses to bind a non-loopback address without allowNonLoopback', () => {
     const base = { role: () => 'primary' as const, epoch: () => 1 };
     expect(() => new ClientServer({ ...base, host: '0.0.0.0' })).toThrow(NetError);

@@ -1,0 +1,368 @@
+// The backup: follows the primary's log over the channel, acks what it received, replays it in a guest,
+// keeps the session table the log implies, and when the primary goes silent replays what it has, races for
+// the next epoch and, if it wins, goes live as the primary (clients find it and resend what they miss).
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { ClientServer } from '../net/index.ts';
+import type { ServerEvent } from '../net/index.ts';
+import { GuestRunner } from '../vm/index.ts';
+import type { RunnerResult } from '../vm/index.ts';
+import { LogPeer, MessageType, readU64, u64Payload, checkSecret } from './channel.ts';
+import type { ChannelMessage } from './channel.ts';
+import { ReplicationError } from './errors.ts';
+import { InputFeeder, OutputGate } from './gate.ts';
+import {
+  checkTimes,
+  defaultNodeId,
+  HEARTBEAT_INTERVAL_MS_DEFAULT,
+  HEARTBEAT_TIMEOUT_MS_DEFAULT,
+  HELD_OUTPUTS_MAX_DEFAULT,
+  INPUT_QUEUE_MAX_DEFAULT,
+} from './primary.ts';
+import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
+
+export interface BackupOptions extends ReplicaOptions {
+  /** The primary's replication address. */
+  primary: Required<Pick<Endpoint, 'port'>> & Endpoint;
+  /** Time from start to reach and authenticate with the primary; the backup halts if it cannot. */
+  connect_timeout_ms?: number;
+  /** Received log bytes not yet taken by the replaying guest; beyond it the backup stops reading the channel. */
+  log_queue_bytes_max?: number;
+  /** Every log chunk as received (archiving, tests). */
+  onLogBytes?: (bytes: Uint8Array) => void;
+}
+
+export const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
+export const LOG_QUEUE_BYTES_MAX_DEFAULT = 64 << 20;
+const RECONNECT_PAUSE_MS = 50;
+
+/** A running backup; see startBackup. */
+export class Backup extends EventEmitter<ReplicaEvents> {
+  readonly nodeId: string;
+  readonly halted: Promise<string>;
+  /** Resolves with the new epoch when this backup goes live. */
+  readonly live: Promise<number>;
+  private role: ReplicaRole = 'backup';
+  private epoch = 0;
+  private primary_epoch = 0;
+  private runner!: GuestRunner;
+  private server!: ClientServer;
+  private gate!: OutputGate;
+  private feeder!: InputFeeder;
+  private peer: LogPeer | undefined;
+  private connecting = false;
+  private last_heard_ms = performance.now();
+  private started_ms = performance.now();
+  private received_seq = 0;
+  private pushed_seq = 0;
+  private released_seq = 0;
+  private queue: Array<{ bytes: Uint8Array; lastSeq: number }> = [];
+  private queue_bytes = 0;
+  private paused = false;
+  private end_log = false;
+  private pump_timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private guest_exited = false;
+  private live_seq: Promise<number>;
+  private result: RunnerResult | undefined;
+  private resolveHalted!: (reason: string) => void;
+  private resolveLive!: (epoch: number) => void;
+  private readonly interval_ms: number;
+  private readonly timeout_ms: number;
+
+  constructor(private readonly options: BackupOptions) {
+    super();
+    checkSecret(options.secret);
+    this.nodeId = options.nodeId ?? defaultNodeId();
+    this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
+    this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
+    checkTimes(this.interval_ms, this.timeout_ms);
+    this.halted = new Promise((resolve) => (this.resolveHalted = resolve));
+    this.live = new Promise((resolve) => (this.resolveLive = resolve));
+    this.live_seq = Promise.resolve(0);
+  }
+
+  async start(): Promise<void> {
+    this.server = new ClientServer({
+      host: this.options.clients?.host ?? '127.0.0.1',
+      port: this.options.clients?.port ?? 0,
+      ...(this.options.clients?.allowNonLoopback ? { allowNonLoopback: true } : {}),
+      ...(this.options.clients?.limits ? { limits: this.options.clients.limits } : {}),
+      role: () => (this.role === 'primary' ? 'primary' : 'backup'),
+      epoch: () => (this.role === 'primary' ? this.epoch : this.primary_epoch),
+      onEvent: (e: ServerEvent) => {
+        if (e.kind === 'host_error' || e.kind === 'outputs_evicted') this.note(`clients: ${e.message}`);
+      },
+    });
+    this.gate = new OutputGate({
+      server: this.server,
+      epoch: () => (this.role === 'primary' ? this.epoch : this.primary_epoch),
+      sessionEpoch: () => this.primary_epoch,
+      held_outputs_max: this.options.held_outputs_max ?? HELD_OUTPUTS_MAX_DEFAULT,
+      // Before going live the client server only buffers outputs (it sends nothing as a backup), so an
+      // overflow just moves the oldest kept outputs into that bounded buffer early.
+      onOverflow: () => this.gate.release(this.gate.last_seq),
+    });
+    this.feeder = new InputFeeder(() => (this.role === 'primary' ? this.runner : undefined), (s) => this.gate.deliveredOf(s), this.options.input_queue_max ?? INPUT_QUEUE_MAX_DEFAULT);
+    this.server.onRequest = (session, seq, payload) => this.feeder.onRequest(session, seq, payload);
+    await this.server.listen();
+
+    const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true });
+    this.runner = runner;
+    this.live_seq = new Promise<number>((resolve) => runner.once('live', resolve));
+    runner.on('send', (session, bytes, seq) => {
+      this.gate.onSend(session, bytes, seq);
+      if (this.role === 'primary') this.gate.release(Infinity);
+      else this.gate.release(this.released_seq);
+    });
+    // Frames appear only once the guest records, i.e. after going live: it is alone, so they are durable.
+    runner.on('frame', (bytes) => {
+      this.gate.onFrames(bytes);
+      if (this.role === 'primary') this.gate.release(Infinity);
+    });
+    runner.on('log', (text) => {
+      if (this.role === 'primary') this.note(`[guest] ${text}`);
+    });
+    runner.done.then(
+      (result) => {
+        this.result = result;
+        this.guest_exited = true;
+        this.emit('exited', result);
+      },
+      (error: Error) => this.halt(`the guest failed: ${error.message}`),
+    );
+    this.started_ms = performance.now();
+    this.connect();
+    this.timer = setInterval(() => this.tick(), this.interval_ms);
+  }
+
+  get guestResult(): RunnerResult | undefined {
+    return this.result;
+  }
+
+  clientAddress(): { host: string; port: number } {
+    return this.server.address();
+  }
+
+  state(): ReplicaState {
+    return {
+      role: this.role,
+      epoch: this.role === 'primary' ? this.epoch : this.primary_epoch,
+      lag_entries: this.received_seq - this.pushed_seq,
+      last_seq: this.gate?.last_seq ?? 0,
+      acked_seq: this.received_seq,
+      released_seq: this.released_seq,
+      held_outputs: this.gate?.held_outputs ?? 0,
+      solo: this.role === 'primary',
+      peer_connected: this.peer?.isOpen ?? false,
+      guest_exited: this.guest_exited,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.role === 'closed') return;
+    this.role = 'closed';
+    await this.shutdown('closed');
+  }
+
+  private async shutdown(reason: string): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (this.pump_timer) clearTimeout(this.pump_timer);
+    this.feeder?.stop();
+    this.peer?.close(reason);
+    this.server?.checkRole();
+    await Promise.all([this.runner?.terminate(), this.server?.close()]);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Following the primary
+
+  private connect(): void {
+    if (this.role !== 'backup' || this.connecting || this.peer?.isOpen) return;
+    this.connecting = true;
+    const host = this.options.primary.host ?? '127.0.0.1';
+    const socket = net.connect({ host, port: this.options.primary.port });
+    const peer = new LogPeer(socket, 'backup', {
+      secret: this.options.secret,
+      epoch: () => this.primary_epoch,
+      ...(this.options.message_bytes_max ? { message_bytes_max: this.options.message_bytes_max } : {}),
+    });
+    peer.ready.then(
+      () => {
+        this.connecting = false;
+        if (this.role !== 'backup') return peer.close('no longer a backup');
+        this.peer = peer;
+        this.last_heard_ms = performance.now();
+        peer.on('message', (m) => this.onMessage(peer, m));
+        peer.on('close', (reason) => {
+          this.note(`primary channel closed: ${reason}`);
+          this.retryConnect();
+        });
+        peer.send(MessageType.HELLO, u64Payload(this.received_seq + 1));
+        if (this.paused) peer.pause();
+        this.note(`connected to the primary at ${host}:${this.options.primary.port}, log from seq ${this.received_seq + 1}`);
+      },
+      (error: ReplicationError) => {
+        this.connecting = false;
+        // A refused secret is final: retrying would not help and would hide the cause.
+        if (error.code === 'FTW_REPL_AUTH') return this.halt(error.message);
+        this.retryConnect();
+      },
+    );
+  }
+
+  private retryConnect(): void {
+    if (this.role !== 'backup') return;
+    setTimeout(() => this.connect(), RECONNECT_PAUSE_MS).unref();
+  }
+
+  private onMessage(peer: LogPeer, m: ChannelMessage): void {
+    if (this.role !== 'backup') return;
+    if (this.primary_epoch === 0) this.primary_epoch = m.epoch;
+    if (m.epoch !== this.primary_epoch) {
+      return this.halt(`the primary moved from epoch ${this.primary_epoch} to ${m.epoch}: it went on without this backup`);
+    }
+    this.last_heard_ms = performance.now();
+    switch (m.type) {
+      case MessageType.FRAMES:
+        return this.onFrames(peer, m.payload);
+      case MessageType.RELEASED: {
+        const seq = readU64(m.payload, 'RELEASED');
+        if (seq > this.released_seq) this.released_seq = Math.min(seq, this.received_seq);
+        this.gate.release(this.released_seq);
+        return;
+      }
+      case MessageType.HEARTBEAT:
+        return;
+      case MessageType.REFUSED:
+        return this.halt(`the primary refused this backup: ${Buffer.from(m.payload).toString('utf8')}`);
+      default:
+        return peer.refuse(`unexpected message type ${m.type} from a primary`);
+    }
+  }
+
+  private onFrames(peer: LogPeer, bytes: Uint8Array): void {
+    let last: number;
+    try {
+      last = this.gate.onFrames(bytes);
+    } catch (error) {
+      peer.refuse('corrupt log frames');
+      return this.halt(`corrupt log from the primary: ${(error as Error).message}`);
+    }
+    this.options.onLogBytes?.(bytes);
+    this.received_seq = last;
+    this.queue.push({ bytes, lastSeq: last });
+    this.queue_bytes += bytes.length;
+    peer.send(MessageType.ACK, u64Payload(this.received_seq));
+    if (this.queue_bytes > (this.options.log_queue_bytes_max ?? LOG_QUEUE_BYTES_MAX_DEFAULT) && !this.paused) {
+      this.paused = true;
+      peer.pause();
+    }
+    this.pumpLog();
+  }
+
+  /** Hands queued log bytes to the replaying guest, in ring-sized pieces, as the ring has room. */
+  private pumpLog(): void {
+    const runner = this.runner;
+    const piece_max = runner.logRingMessageMax;
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!;
+      const piece = head.bytes.subarray(0, piece_max);
+      if (!runner.pushLog(piece)) break;
+      if (piece.length === head.bytes.length) {
+        this.queue.shift();
+        this.queue_bytes -= head.bytes.length;
+        this.pushed_seq = head.lastSeq;
+      } else {
+        head.bytes = head.bytes.subarray(piece.length);
+        this.queue_bytes -= piece.length;
+      }
+    }
+    if (this.paused && this.queue_bytes * 2 < (this.options.log_queue_bytes_max ?? LOG_QUEUE_BYTES_MAX_DEFAULT)) {
+      this.paused = false;
+      this.peer?.resume();
+    }
+    if (this.queue.length > 0) {
+      this.pump_timer ??= setTimeout(() => {
+        this.pump_timer = undefined;
+        this.pumpLog();
+      }, 1);
+      return;
+    }
+    if (this.end_log) runner.endLog();
+  }
+
+  private tick(): void {
+    if (this.role !== 'backup') return;
+    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT);
+    const now = performance.now();
+    if (this.primary_epoch === 0) {
+      const wait_ms = this.options.connect_timeout_ms ?? CONNECT_TIMEOUT_MS_DEFAULT;
+      if (now - this.started_ms > wait_ms) this.halt(`the primary at ${this.options.primary.host ?? '127.0.0.1'}:${this.options.primary.port} was not reached within ${wait_ms} ms`);
+      return;
+    }
+    if (now - this.last_heard_ms > this.timeout_ms) void this.failover(`nothing heard from the primary for ${Math.round(now - this.last_heard_ms)} ms`);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Taking over
+
+  private async failover(why: string): Promise<void> {
+    if (this.role !== 'backup') return;
+    this.role = 'claiming';
+    const t0 = performance.now();
+    this.note(`primary lost (${why}); replaying to seq ${this.received_seq} and claiming epoch ${this.primary_epoch + 1}`);
+    this.peer?.close('failing over');
+    if (this.paused) this.paused = false;
+    this.end_log = true;
+    this.pumpLog();
+    try {
+      const arbiter = this.options.arbiter;
+      const current = await arbiter.current();
+      if ((current?.epoch ?? 0) !== this.primary_epoch) {
+        return this.halt(`epoch ${current?.epoch} is held by ${current?.nodeId}, not the epoch ${this.primary_epoch} this backup followed: its log is not the surviving one`);
+      }
+      const result = await arbiter.claim(this.primary_epoch + 1, this.nodeId);
+      if (!result.won) return this.halt(`lost epoch ${this.primary_epoch + 1} to ${result.holder.nodeId}`);
+      this.epoch = this.primary_epoch + 1;
+      const seq = await Promise.race([this.live_seq, this.runner.done.then(() => -1)]);
+      if (this.role !== 'claiming') return;
+      if (seq === -1) return this.halt(`won epoch ${this.epoch}, but the guest had already ended in the log`);
+      if (seq !== this.received_seq + 1) return this.halt(`went live at seq ${seq}, but the log received ends at ${this.received_seq}`);
+      this.role = 'primary';
+      this.server.goLive();
+      this.gate.release(Infinity);
+      this.note(`live as primary in epoch ${this.epoch} at log seq ${seq}, ${Math.round(performance.now() - t0)} ms after the primary was declared lost`);
+      this.resolveLive(this.epoch);
+      this.emit('live', this.epoch);
+    } catch (error) {
+      this.halt(`failover failed: ${(error as Error).message}`);
+    }
+  }
+
+  private halt(reason: string): void {
+    if (this.role === 'halted' || this.role === 'closed') return;
+    this.role = 'halted';
+    this.note(`halted: ${reason}`);
+    void this.shutdown(reason);
+    this.resolveHalted(reason);
+    this.emit('halted', reason);
+  }
+
+  private note(text: string): void {
+    this.options.onEvent?.(text);
+    this.emit('note', text);
+  }
+}
+
+/** Starts a backup: client server bound (answering not_primary), replaying guest started, primary being reached. */
+export async function startBackup(options: BackupOptions): Promise<Backup> {
+  const backup = new Backup(options);
+  try {
+    await backup.start();
+  } catch (error) {
+    await backup.close().catch(() => undefined);
+    throw error;
+  }
+  return backup;
+}

@@ -1,0 +1,302 @@
+// The log channel between a primary and its backup: one TCP connection, length-prefixed messages, and a
+// shared-secret handshake (HMAC-SHA256 challenge-response in both directions) before any log byte flows.
+// After the handshake every message carries an HMAC under a per-connection key and a per-direction counter,
+// so a peer without the secret can neither read the log (nothing is sent to it) nor inject, replay or reorder
+// messages on an established connection. The bytes are not encrypted: see docs/REPLICATION.md.
+//
+// Wire: u32 LE body length, then the body: type u8, epoch u64 LE, payload, and (after the handshake) a
+// 32-byte MAC = HMAC-SHA256(direction key, counter u64 LE || type || epoch || payload).
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import { ReplicationError } from './errors.ts';
+
+export const MessageType = {
+  CHALLENGE: 1, // primary -> backup: nonce_p (32)
+  AUTH: 2, // backup -> primary: nonce_b (32), mac (32)
+  AUTH_OK: 3, // primary -> backup: mac (32)
+  REFUSED: 4, // either way: UTF-8 reason, then the connection closes
+  HELLO: 5, // backup -> primary: next_seq u64 (the first log seq it needs)
+  FRAMES: 6, // primary -> backup: whole log frames, back to back
+  ACK: 7, // backup -> primary: seq u64, the highest log seq received
+  RELEASED: 8, // primary -> backup: seq u64, the highest log seq whose output the primary released
+  HEARTBEAT: 9, // both ways, empty
+} as const;
+export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
+
+const TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(MessageType).map(([k, v]) => [v, k]));
+export function messageTypeName(type: number): string {
+  return TYPE_NAMES[type] ?? `unknown(${type})`;
+}
+
+const LENGTH_BYTES = 4;
+const HEAD_BYTES = 9; // type + epoch
+const MAC_BYTES = 32;
+const NONCE_BYTES = 32;
+/** Before the handshake no message may be longer than this (a stranger cannot make us buffer much). */
+export const HANDSHAKE_MESSAGE_BYTES_MAX = 256;
+/** Default largest message body: a log frame of the default 1 MiB limit plus room, several frames batched. */
+export const MESSAGE_BYTES_MAX_DEFAULT = 8 << 20;
+export const MESSAGE_BYTES_LIMIT = 64 << 20;
+export const HANDSHAKE_TIMEOUT_MS_DEFAULT = 2_000;
+export const SECRET_BYTES_MIN = 16;
+const REASON_BYTES_MAX = 200;
+
+export interface ChannelMessage {
+  type: MessageTypeNumber;
+  epoch: number;
+  payload: Uint8Array;
+}
+
+export interface ChannelOptions {
+  secret: Uint8Array;
+  /** The epoch written on every message this side sends. */
+  epoch: () => number;
+  message_bytes_max?: number;
+  handshake_timeout_ms?: number;
+}
+
+export interface LogPeerEvents {
+  message: [message: ChannelMessage];
+  close: [reason: string];
+}
+
+type Role = 'primary' | 'backup';
+type State = 'wait_challenge' | 'wait_auth' | 'wait_auth_ok' | 'open' | 'closed';
+
+/** Checks a shared secret: at least SECRET_BYTES_MIN bytes. */
+export function checkSecret(secret: Uint8Array): void {
+  if (!(secret instanceof Uint8Array) || secret.length < SECRET_BYTES_MIN) {
+    throw new ReplicationError('FTW_REPL_OPTION', `the shared secret must be at least ${SECRET_BYTES_MIN} bytes (got ${secret?.length ?? 0})`);
+  }
+}
+
+function hmac(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
+  const h = createHmac('sha256', key);
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+const LABEL_BACKUP = Buffer.from('ftwasm-replication-backup\0');
+const LABEL_PRIMARY = Buffer.from('ftwasm-replication-primary\0');
+const LABEL_P2B = Buffer.from('ftwasm-replication-key-p2b\0');
+const LABEL_B2P = Buffer.from('ftwasm-replication-key-b2p\0');
+
+export function u64Payload(value: number): Uint8Array {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(value), true);
+  return out;
+}
+
+export function readU64(payload: Uint8Array, what: string): number {
+  if (payload.length !== 8) throw new ReplicationError('FTW_REPL_PROTOCOL', `${what}: payload of ${payload.length} bytes, expected 8`);
+  const value = new DataView(payload.buffer, payload.byteOffset, 8).getBigUint64(0, true);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new ReplicationError('FTW_REPL_PROTOCOL', `${what}: ${value} is beyond 2^53-1`);
+  return Number(value);
+}
+
+/**
+ * One end of the log channel over a connected socket. `ready` resolves once both sides proved the secret
+ * (rejects with FTW_REPL_AUTH otherwise); only then are 'message' events emitted and send() allowed.
+ */
+export class LogPeer extends EventEmitter<LogPeerEvents> {
+  readonly ready: Promise<void>;
+  readonly peer: string;
+  private state: State;
+  private readonly message_bytes_max: number;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private nonce_own = randomBytes(NONCE_BYTES);
+  private nonce_peer: Buffer | undefined;
+  private key_send: Buffer | undefined;
+  private key_recv: Buffer | undefined;
+  private counter_send = 0n;
+  private counter_recv = 0n;
+  private settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly role: Role,
+    private readonly options: ChannelOptions,
+  ) {
+    super();
+    checkSecret(options.secret);
+    this.message_bytes_max = options.message_bytes_max ?? MESSAGE_BYTES_MAX_DEFAULT;
+    if (!Number.isInteger(this.message_bytes_max) || this.message_bytes_max < 1024 || this.message_bytes_max > MESSAGE_BYTES_LIMIT) {
+      throw new ReplicationError('FTW_REPL_OPTION', `message_bytes_max = ${this.message_bytes_max} is outside 1024..${MESSAGE_BYTES_LIMIT}`);
+    }
+    this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.state = role === 'primary' ? 'wait_auth' : 'wait_challenge';
+    this.ready = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.ready.catch(() => undefined); // observed by whoever awaits it; never an unhandled rejection
+    const timeout_ms = options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS_DEFAULT;
+    this.timer = setTimeout(() => this.fail(new ReplicationError('FTW_REPL_AUTH', `no authentication from ${this.peer} within ${timeout_ms} ms`)), timeout_ms);
+    this.timer.unref();
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => this.fail(new ReplicationError('FTW_REPL_UNREACHABLE', `log channel to ${this.peer}: ${error.message}`, { cause: error })));
+    socket.on('close', () => this.fail(new ReplicationError('FTW_REPL_UNREACHABLE', `log channel to ${this.peer} closed`)));
+    if (role === 'primary') this.write(MessageType.CHALLENGE, this.nonce_own);
+  }
+
+  /** Re-reads the state after a handler that may have closed the connection. */
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Sends one message (after the handshake); false if the connection is gone. */
+  send(type: MessageTypeNumber, payload: Uint8Array = new Uint8Array(0)): boolean {
+    if (this.state !== 'open') return false;
+    this.write(type, payload);
+    return true;
+  }
+
+  /** Sends a reason (authenticated when the handshake is done) and closes. */
+  refuse(reason: string): void {
+    if (this.state === 'closed') return;
+    const text = Buffer.from(reason).subarray(0, REASON_BYTES_MAX);
+    this.write(MessageType.REFUSED, text);
+    this.fail(new ReplicationError('FTW_REPL_STATE', `refused ${this.peer}: ${reason}`), true);
+  }
+
+  /** Closes the connection; 'close' is emitted with the reason. */
+  close(reason = 'closed by this side'): void {
+    this.fail(new ReplicationError('FTW_REPL_STATE', reason));
+  }
+
+  /** Stops (or restarts) reading from the socket: backpressure. */
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
+
+  private write(type: number, payload: Uint8Array): void {
+    const mac = this.key_send !== undefined;
+    const body = Buffer.alloc(HEAD_BYTES + payload.length + (mac ? MAC_BYTES : 0));
+    body[0] = type;
+    body.writeBigUInt64LE(BigInt(this.options.epoch()), 1);
+    body.set(payload, HEAD_BYTES);
+    if (this.key_send) {
+      const counter = Buffer.alloc(8);
+      counter.writeBigUInt64LE(this.counter_send++);
+      hmac(this.key_send, counter, body.subarray(0, HEAD_BYTES + payload.length)).copy(body, HEAD_BYTES + payload.length);
+    }
+    const length = Buffer.alloc(LENGTH_BYTES);
+    length.writeUInt32LE(body.length);
+    this.socket.write(length);
+    this.socket.write(body);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    try {
+      for (;;) {
+        if (this.buffered < LENGTH_BYTES) return;
+        if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+        const head = this.chunks[0]!;
+        const length = head.readUInt32LE(0);
+        const max = this.state === 'open' ? this.message_bytes_max + HEAD_BYTES + MAC_BYTES : HANDSHAKE_MESSAGE_BYTES_MAX;
+        if (length < HEAD_BYTES || length > max) {
+          throw new ReplicationError('FTW_REPL_PROTOCOL', `message of ${length} bytes from ${this.peer} is outside ${HEAD_BYTES}..${max}${this.state === 'open' ? '' : ' (before authentication)'}`);
+        }
+        if (this.buffered < LENGTH_BYTES + length) return;
+        const body = head.subarray(LENGTH_BYTES, LENGTH_BYTES + length);
+        const rest = head.subarray(LENGTH_BYTES + length);
+        this.chunks = rest.length > 0 ? [rest] : [];
+        this.buffered = rest.length;
+        this.onBody(body);
+        if (this.isClosed()) return;
+      }
+    } catch (error) {
+      this.fail(error as Error);
+    }
+  }
+
+  private onBody(body: Buffer): void {
+    const type = body[0]!;
+    const epochBig = body.readBigUInt64LE(1);
+    if (epochBig > BigInt(Number.MAX_SAFE_INTEGER)) throw new ReplicationError('FTW_REPL_PROTOCOL', `epoch ${epochBig} from ${this.peer} is beyond 2^53-1`);
+    const epoch = Number(epochBig);
+    if (this.state !== 'open') return this.onHandshake(type, epoch, body.subarray(HEAD_BYTES));
+    if (body.length < HEAD_BYTES + MAC_BYTES) throw new ReplicationError('FTW_REPL_PROTOCOL', `message from ${this.peer} too short for its MAC`);
+    const signed = body.subarray(0, body.length - MAC_BYTES);
+    const counter = Buffer.alloc(8);
+    counter.writeBigUInt64LE(this.counter_recv++);
+    const expected = hmac(this.key_recv!, counter, signed);
+    if (!timingSafeEqual(expected, body.subarray(body.length - MAC_BYTES))) {
+      throw new ReplicationError('FTW_REPL_AUTH', `bad MAC on ${messageTypeName(type)} message ${this.counter_recv - 1n} from ${this.peer}: forged, replayed or damaged`);
+    }
+    if (!(type in TYPE_NAMES) || type <= MessageType.AUTH_OK) {
+      throw new ReplicationError('FTW_REPL_PROTOCOL', `unexpected ${messageTypeName(type)} message from ${this.peer}`);
+    }
+    // Copied: the caller may keep the payload after the chunk buffer is reused.
+    this.emit('message', { type: type as MessageTypeNumber, epoch, payload: new Uint8Array(signed.subarray(HEAD_BYTES)) });
+  }
+
+  private onHandshake(type: number, _epoch: number, payload: Buffer): void {
+    if (type === MessageType.REFUSED) {
+      throw new ReplicationError('FTW_REPL_AUTH', `${this.peer} refused the connection: ${payload.subarray(0, REASON_BYTES_MAX).toString('utf8')}`);
+    }
+    if (this.state === 'wait_challenge' && type === MessageType.CHALLENGE && payload.length === NONCE_BYTES) {
+      this.nonce_peer = Buffer.from(payload);
+      this.write(MessageType.AUTH, Buffer.concat([this.nonce_own, hmac(this.options.secret, LABEL_BACKUP, this.nonce_peer, this.nonce_own)]));
+      this.state = 'wait_auth_ok';
+      return;
+    }
+    if (this.state === 'wait_auth' && type === MessageType.AUTH && payload.length === NONCE_BYTES + MAC_BYTES) {
+      this.nonce_peer = Buffer.from(payload.subarray(0, NONCE_BYTES));
+      const expected = hmac(this.options.secret, LABEL_BACKUP, this.nonce_own, this.nonce_peer);
+      if (!timingSafeEqual(expected, payload.subarray(NONCE_BYTES))) {
+        this.write(MessageType.REFUSED, Buffer.from('authentication failed: the peer does not hold the shared secret'));
+        return this.fail(new ReplicationError('FTW_REPL_AUTH', `backup at ${this.peer} failed authentication: it does not hold the shared secret`), true);
+      }
+      this.write(MessageType.AUTH_OK, hmac(this.options.secret, LABEL_PRIMARY, this.nonce_peer, this.nonce_own));
+      return this.open();
+    }
+    if (this.state === 'wait_auth_ok' && type === MessageType.AUTH_OK && payload.length === MAC_BYTES) {
+      const expected = hmac(this.options.secret, LABEL_PRIMARY, this.nonce_own, this.nonce_peer!);
+      if (!timingSafeEqual(expected, payload)) {
+        throw new ReplicationError('FTW_REPL_AUTH', `primary at ${this.peer} failed authentication: it does not hold the shared secret`);
+      }
+      return this.open();
+    }
+    throw new ReplicationError('FTW_REPL_AUTH', `unexpected ${messageTypeName(type)} message (${payload.length} bytes) from ${this.peer} during authentication`);
+  }
+
+  private open(): void {
+    const [nonce_p, nonce_b] = this.role === 'primary' ? [this.nonce_own, this.nonce_peer!] : [this.nonce_peer!, this.nonce_own];
+    const p2b = hmac(this.options.secret, LABEL_P2B, nonce_p, nonce_b);
+    const b2p = hmac(this.options.secret, LABEL_B2P, nonce_p, nonce_b);
+    [this.key_send, this.key_recv] = this.role === 'primary' ? [p2b, b2p] : [b2p, p2b];
+    this.state = 'open';
+    clearTimeout(this.timer);
+    this.settle?.resolve();
+  }
+
+  private fail(error: Error, flush = false): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    clearTimeout(this.timer);
+    this.chunks = [];
+    this.buffered = 0;
+    if (flush) {
+      // Let the last message (a refusal) reach the peer, but never wait on it for long.
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1_000).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.settle?.reject(error);
+    if (wasOpen) this.emit('close', error.message);
+  }
+}

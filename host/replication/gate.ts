@@ -1,0 +1,181 @@
+// What a node keeps about its log for the clients: it decodes the frames it ships (primary) or receives
+// (backup) to count each session's delivered requests (RECV entries) and outputs (SEND entries), and it
+// holds accepts and outputs until the log entry behind each is durable (the output rule). Shared by the
+// primary and by a backup that went live.
+import assert from 'node:assert/strict';
+import { EntryKind, FrameReader } from '../log/index.ts';
+import type { ClientServer } from '../net/index.ts';
+import type { GuestRunner } from '../vm/index.ts';
+import { ReplicationError } from './errors.ts';
+
+interface HeldAccept {
+  seq: number;
+  session: number;
+  request: number;
+}
+
+interface HeldOutput {
+  seq: number;
+  session: number;
+  output: number;
+  bytes: Uint8Array;
+}
+
+export interface GateOptions {
+  server: ClientServer;
+  /** Epoch written on released outputs. */
+  epoch: () => number;
+  /** Epoch recorded for a session first seen in the log (the backup: the primary's epoch). */
+  sessionEpoch?: () => number;
+  /** Outputs held waiting for the watermark; beyond it the node is told (onOverflow). */
+  held_outputs_max: number;
+  onOverflow: (what: string) => void;
+}
+
+/** Log bookkeeping and the output rule: release(watermark) lets out everything whose entry seq <= watermark. */
+export class OutputGate {
+  /** Highest log seq decoded. */
+  last_seq = 0;
+  /** Highest log seq whose accepts and outputs were released. */
+  released_seq = 0;
+  /** Outputs handed to the client server (over all sessions). */
+  outputs_released = 0;
+  private readonly reader = new FrameReader();
+  private readonly delivered = new Map<number, number>();
+  private readonly outputs = new Map<number, number>();
+  private accepts: HeldAccept[] = [];
+  private accepts_at = 0;
+  private held: HeldOutput[] = [];
+  private held_at = 0;
+
+  constructor(private readonly options: GateOptions) {}
+
+  /** Requests of a session the guest has taken, as counted from the log. */
+  deliveredOf(session: number): number {
+    return this.delivered.get(session) ?? 0;
+  }
+
+  get held_outputs(): number {
+    return this.held.length - this.held_at;
+  }
+
+  /** Decodes whole frames (bytes may hold several); records RECV entries. Throws LogCorruptError on damage. */
+  onFrames(bytes: Uint8Array): number {
+    this.reader.push(bytes);
+    for (let f = this.reader.next(); f !== 'incomplete'; f = this.reader.next()) {
+      for (const e of f.entries) {
+        if (e.kind !== EntryKind.RECV || !(e.payload instanceof Uint8Array)) continue;
+        const p = e.payload;
+        assert(p.length >= 4, `RECV entry ${e.seq} is shorter than its session id`);
+        const session = new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true);
+        const request = this.deliveredOf(session) + 1;
+        this.delivered.set(session, request);
+        this.options.server.setDelivered(session, request, this.options.sessionEpoch?.());
+        this.accepts.push({ seq: e.seq, session, request });
+      }
+      assert(f.lastSeq > this.last_seq, `frame seqs go back: ${f.firstSeq}..${f.lastSeq} after ${this.last_seq}`);
+      this.last_seq = f.lastSeq;
+    }
+    return this.last_seq;
+  }
+
+  /** An output of the guest (the runner's 'send'); held until release() passes its seq. */
+  onSend(session: number, bytes: Uint8Array, seq: number): void {
+    const output = (this.outputs.get(session) ?? 0) + 1;
+    this.outputs.set(session, output);
+    this.held.push({ seq, session, output, bytes });
+    if (this.held_outputs > this.options.held_outputs_max) {
+      this.options.onOverflow(`${this.held_outputs} outputs held > held_outputs_max = ${this.options.held_outputs_max}`);
+    }
+  }
+
+  /** Lets out every accept and output whose log entry seq <= watermark; true if anything went out. */
+  release(watermark: number): boolean {
+    const server = this.options.server;
+    let any = false;
+    while (this.accepts_at < this.accepts.length && this.accepts[this.accepts_at]!.seq <= watermark) {
+      const a = this.accepts[this.accepts_at++]!;
+      server.accept(a.session, a.request);
+    }
+    const epoch = this.options.epoch();
+    while (this.held_at < this.held.length && this.held[this.held_at]!.seq <= watermark) {
+      const o = this.held[this.held_at++]!;
+      server.output(o.session, o.output, o.bytes, epoch);
+      this.outputs_released += 1;
+      any = true;
+    }
+    this.released_seq = Math.max(this.released_seq, Math.min(watermark, this.last_seq));
+    this.compact();
+    return any;
+  }
+
+  private compact(): void {
+    if (this.accepts_at > 1024 && this.accepts_at * 2 > this.accepts.length) {
+      this.accepts = this.accepts.slice(this.accepts_at);
+      this.accepts_at = 0;
+    }
+    if (this.held_at > 1024 && this.held_at * 2 > this.held.length) {
+      this.held = this.held.slice(this.held_at);
+      this.held_at = 0;
+    }
+  }
+}
+
+/**
+ * Client requests into the guest's bounded input ring, in per-session seq order, each exactly once:
+ * a seq at or below what was already taken (queued or delivered) is dropped, a gap is refused.
+ */
+export class InputFeeder {
+  private readonly taken = new Map<number, number>();
+  private queue: Uint8Array[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly runner: () => GuestRunner | undefined,
+    private readonly delivered: (session: number) => number,
+    private readonly queue_max: number,
+    private readonly retry_ms = 1,
+  ) {}
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** ClientServer.onRequest: throws (the client is told `internal` and sends again) when the queue is full. */
+  onRequest(session: number, seq: number, payload: Uint8Array): void {
+    if (this.stopped) throw new ReplicationError('FTW_REPL_STATE', 'this node no longer takes requests');
+    const taken = Math.max(this.taken.get(session) ?? 0, this.delivered(session));
+    if (seq <= taken) return; // already on its way to the guest: never twice
+    if (seq !== taken + 1) throw new ReplicationError('FTW_REPL_STATE', `request ${seq} of session ${session} skips past ${taken + 1}`);
+    if (this.queue.length >= this.queue_max) {
+      throw new ReplicationError('FTW_REPL_STATE', `input queue full (input_queue_max = ${this.queue_max}); request ${seq} of session ${session} refused`);
+    }
+    const message = new Uint8Array(4 + payload.length);
+    new DataView(message.buffer).setUint32(0, session, true);
+    message.set(payload, 4);
+    this.taken.set(session, seq);
+    this.queue.push(message);
+    this.pump();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.queue = [];
+  }
+
+  private pump(): void {
+    const runner = this.runner();
+    if (this.stopped || !runner) return;
+    let n = 0;
+    while (n < this.queue.length && runner.send(this.queue[n]!)) n++;
+    if (n > 0) this.queue.splice(0, n);
+    if (this.queue.length > 0 && !this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump();
+      }, this.retry_ms);
+    }
+  }
+}

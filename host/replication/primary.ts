@@ -1,0 +1,423 @@
+// The primary: wins an epoch, runs the guest in record mode, ships every sealed log frame to the backup,
+// and lets accepts and outputs out only once the backup acknowledged the entries behind them.
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { hostname } from 'node:os';
+import type { Arbiter } from '../arbiter/index.ts';
+import { ClientServer } from '../net/index.ts';
+import type { ServerLimits, ServerEvent } from '../net/index.ts';
+import { GuestRunner } from '../vm/index.ts';
+import type { RunnerResult } from '../vm/index.ts';
+import { LogPeer, MessageType, readU64, u64Payload, checkSecret } from './channel.ts';
+import type { ChannelMessage } from './channel.ts';
+import { ReplicationError } from './errors.ts';
+import { InputFeeder, OutputGate } from './gate.ts';
+
+export interface Endpoint {
+  host?: string;
+  port?: number;
+}
+
+export interface ClientEndpoint extends Endpoint {
+  limits?: Partial<ServerLimits>;
+  allowNonLoopback?: boolean;
+}
+
+/** Options both roles share. */
+export interface ReplicaOptions {
+  /** An instrumented module. */
+  module: WebAssembly.Module;
+  arbiter: Arbiter;
+  /** Shared secret of the log channel, at least 16 bytes. */
+  secret: Uint8Array;
+  /** Unique per incarnation; default host:pid:startMs. */
+  nodeId?: string;
+  clients?: ClientEndpoint;
+  heartbeat_interval_ms?: number;
+  heartbeat_timeout_ms?: number;
+  message_bytes_max?: number;
+  held_outputs_max?: number;
+  input_queue_max?: number;
+  /** Operator-facing notes (connections, claims, refusals); never printed by this layer. */
+  onEvent?: (text: string) => void;
+}
+
+export interface PrimaryOptions extends ReplicaOptions {
+  /** Where the backup connects; default 127.0.0.1, a free port. */
+  replication?: Endpoint & { allowNonLoopback?: boolean };
+  /** Time from start for a backup to connect before the primary claims the next epoch and goes on alone. */
+  backup_wait_ms?: number;
+  /** Log bytes kept for a backup that has not acked them; beyond it the backup counts as lost. */
+  retained_bytes_max?: number;
+}
+
+export type ReplicaRole = 'primary' | 'backup' | 'claiming' | 'halted' | 'closed';
+
+export interface ReplicaState {
+  role: ReplicaRole;
+  epoch: number;
+  /** Primary: entries recorded but not acked by the backup. Backup: entries received but not yet handed to the replaying guest. */
+  lag_entries: number;
+  last_seq: number;
+  acked_seq: number;
+  released_seq: number;
+  held_outputs: number;
+  /** Primary: alone after losing (or never having) a backup. */
+  solo: boolean;
+  peer_connected: boolean;
+  guest_exited: boolean;
+}
+
+export interface ReplicaEvents {
+  live: [epoch: number];
+  halted: [reason: string];
+  exited: [result: RunnerResult];
+  note: [text: string];
+}
+
+export const HEARTBEAT_INTERVAL_MS_DEFAULT = 50;
+export const HEARTBEAT_TIMEOUT_MS_DEFAULT = 300;
+export const BACKUP_WAIT_MS_DEFAULT = 10_000;
+export const RETAINED_BYTES_MAX_DEFAULT = 256 << 20;
+export const HELD_OUTPUTS_MAX_DEFAULT = 65_536;
+export const INPUT_QUEUE_MAX_DEFAULT = 4_096;
+
+export function defaultNodeId(): string {
+  return `${hostname()}:${process.pid}:${Date.now()}`;
+}
+
+export function checkTimes(interval_ms: number, timeout_ms: number): void {
+  if (!Number.isInteger(interval_ms) || interval_ms < 1 || interval_ms > 60_000) {
+    throw new ReplicationError('FTW_REPL_OPTION', `heartbeat_interval_ms = ${interval_ms} is outside 1..60000`);
+  }
+  if (!Number.isInteger(timeout_ms) || timeout_ms < 2 * interval_ms || timeout_ms > 600_000) {
+    throw new ReplicationError('FTW_REPL_OPTION', `heartbeat_timeout_ms = ${timeout_ms} must be in 2 x heartbeat_interval_ms (${2 * interval_ms})..600000`);
+  }
+}
+
+export function checkLoopback(host: string, allow: boolean | undefined, what: string): void {
+  const v4 = host.startsWith('::ffff:') ? host.slice(7) : host;
+  const loopback = host === 'localhost' || host === '::1' || (net.isIPv4(v4) && v4.startsWith('127.'));
+  if (!loopback && allow !== true) {
+    throw new ReplicationError('FTW_REPL_OPTION', `refusing to bind ${what} on ${host}: not a loopback address; pass allowNonLoopback: true`);
+  }
+}
+
+interface RetainedFrame {
+  bytes: Uint8Array;
+  firstSeq: number;
+  lastSeq: number;
+}
+
+/** A running primary; see startPrimary. */
+export class Primary extends EventEmitter<ReplicaEvents> {
+  readonly nodeId: string;
+  /** Resolves with the reason when this node halts (never, if it is closed first). */
+  readonly halted: Promise<string>;
+  private role: ReplicaRole = 'primary';
+  private epoch = 0;
+  private solo = false;
+  private runner: GuestRunner | undefined;
+  private server: ClientServer | undefined;
+  private listener: net.Server | undefined;
+  private peer: LogPeer | undefined;
+  private peer_ever = false;
+  private last_heard_ms = performance.now();
+  private started_ms = performance.now();
+  private acked_seq = 0;
+  private retained: RetainedFrame[] = [];
+  private retained_bytes = 0;
+  private dropped_seq = 0;
+  private guest_exited = false;
+  private timer: NodeJS.Timeout | undefined;
+  private gate!: OutputGate;
+  private feeder!: InputFeeder;
+  private resolveHalted!: (reason: string) => void;
+  private readonly interval_ms: number;
+  private readonly timeout_ms: number;
+  private result: RunnerResult | undefined;
+
+  constructor(private readonly options: PrimaryOptions) {
+    super();
+    checkSecret(options.secret);
+    this.nodeId = options.nodeId ?? defaultNodeId();
+    this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
+    this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
+    checkTimes(this.interval_ms, this.timeout_ms);
+    this.halted = new Promise((resolve) => (this.resolveHalted = resolve));
+  }
+
+  /** Claims the next epoch, starts listening for the backup and the clients, and starts the guest. */
+  async start(): Promise<void> {
+    const arbiter = this.options.arbiter;
+    const current = await arbiter.current();
+    const target = (current?.epoch ?? 0) + 1;
+    const won = await arbiter.claim(target, this.nodeId);
+    if (!won.won) throw new ReplicationError('FTW_REPL_EPOCH', `epoch ${target} went to ${won.holder.nodeId} (epoch ${won.holder.epoch}) in ${arbiter.where}`);
+    this.epoch = target;
+    this.note(`primary ${this.nodeId}: won epoch ${target} in ${arbiter.where}`);
+
+    const server = new ClientServer({
+      host: this.options.clients?.host ?? '127.0.0.1',
+      port: this.options.clients?.port ?? 0,
+      ...(this.options.clients?.allowNonLoopback ? { allowNonLoopback: true } : {}),
+      ...(this.options.clients?.limits ? { limits: this.options.clients.limits } : {}),
+      role: () => (this.role === 'primary' || this.role === 'claiming' ? 'primary' : 'backup'),
+      epoch: () => this.epoch,
+      onEvent: (e: ServerEvent) => {
+        if (e.kind === 'host_error' || e.kind === 'outputs_evicted') this.note(`clients: ${e.message}`);
+      },
+    });
+    this.server = server;
+    this.gate = new OutputGate({
+      server,
+      epoch: () => this.epoch,
+      held_outputs_max: this.options.held_outputs_max ?? HELD_OUTPUTS_MAX_DEFAULT,
+      onOverflow: (what) => this.backupLost(what),
+    });
+    this.feeder = new InputFeeder(() => this.runner, (s) => this.gate.deliveredOf(s), this.options.input_queue_max ?? INPUT_QUEUE_MAX_DEFAULT);
+    server.onRequest = (session, seq, payload) => this.feeder.onRequest(session, seq, payload);
+
+    await this.listenReplication();
+    await server.listen();
+
+    const runner = new GuestRunner({ module: this.options.module, mode: 'record', streamFrames: true });
+    this.runner = runner;
+    runner.on('frame', (bytes, firstSeq, lastSeq) => this.onFrame(bytes, firstSeq, lastSeq));
+    runner.on('send', (session, bytes, seq) => {
+      this.gate.onSend(session, bytes, seq);
+      this.releaseAcked();
+    });
+    runner.on('log', (text) => this.note(`[guest] ${text}`));
+    runner.done.then(
+      (result) => {
+        this.result = result;
+        this.guest_exited = true;
+        this.emit('exited', result);
+      },
+      (error: Error) => this.halt(`the guest failed: ${error.message}`),
+    );
+    this.started_ms = performance.now();
+    this.timer = setInterval(() => this.tick(), this.interval_ms);
+  }
+
+  /** The guest's result once it ended. */
+  get guestResult(): RunnerResult | undefined {
+    return this.result;
+  }
+
+  replicationAddress(): { host: string; port: number } {
+    const a = this.listener?.address();
+    assert(a && typeof a !== 'string', 'the replication listener is not bound');
+    return { host: a.address, port: a.port };
+  }
+
+  clientAddress(): { host: string; port: number } {
+    assert(this.server, 'not started');
+    return this.server.address();
+  }
+
+  state(): ReplicaState {
+    return {
+      role: this.role,
+      epoch: this.epoch,
+      lag_entries: this.gate ? this.gate.last_seq - this.acked_seq : 0,
+      last_seq: this.gate?.last_seq ?? 0,
+      acked_seq: this.acked_seq,
+      released_seq: this.gate?.released_seq ?? 0,
+      held_outputs: this.gate?.held_outputs ?? 0,
+      solo: this.solo,
+      peer_connected: this.peer?.isOpen ?? false,
+      guest_exited: this.guest_exited,
+    };
+  }
+
+  /** No more client input reaches the guest after what is queued: its recv returns -1 (it usually exits). */
+  closeInput(): void {
+    this.runner?.closeInput();
+  }
+
+  /** Stops everything: guest, channel, client server. */
+  async close(): Promise<void> {
+    if (this.role === 'closed') return;
+    this.role = 'closed';
+    await this.shutdown('closed');
+  }
+
+  private async shutdown(reason: string): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.feeder?.stop();
+    this.peer?.close(reason);
+    this.server?.checkRole();
+    const listener = this.listener;
+    await Promise.all([
+      this.runner?.terminate(),
+      this.server?.close(),
+      listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : undefined,
+    ]);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+
+  private async listenReplication(): Promise<void> {
+    const host = this.options.replication?.host ?? '127.0.0.1';
+    checkLoopback(host, this.options.replication?.allowNonLoopback, 'the replication channel');
+    const listener = net.createServer((socket) => this.onConnection(socket));
+    this.listener = listener;
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', (e) => reject(new ReplicationError('FTW_REPL_OPTION', `cannot listen for the backup on ${host}:${this.options.replication?.port ?? 0}: ${e.message}`, { cause: e })));
+      listener.listen(this.options.replication?.port ?? 0, host, () => resolve());
+    });
+    listener.on('error', (e) => this.note(`replication listener: ${e.message}`));
+  }
+
+  private onConnection(socket: net.Socket): void {
+    if (this.role !== 'primary' && this.role !== 'claiming') {
+      socket.destroy();
+      return;
+    }
+    const peer = new LogPeer(socket, 'primary', {
+      secret: this.options.secret,
+      epoch: () => this.epoch,
+      ...(this.options.message_bytes_max ? { message_bytes_max: this.options.message_bytes_max } : {}),
+    });
+    peer.ready.then(
+      () => {
+        peer.on('message', (m) => this.onMessage(peer, m));
+        peer.on('close', (reason) => this.note(`backup ${peer.peer} disconnected: ${reason}`));
+      },
+      (error: Error) => this.note(`refused backup connection from ${peer.peer}: ${error.message}`),
+    );
+  }
+
+  private onMessage(peer: LogPeer, m: ChannelMessage): void {
+    if (m.epoch > this.epoch) return this.halt(`the backup at ${peer.peer} speaks for epoch ${m.epoch}, above this primary's ${this.epoch}`);
+    if (m.type === MessageType.HELLO) return this.onHello(peer, readU64(m.payload, 'HELLO'));
+    if (peer !== this.peer) return peer.refuse('not the current backup');
+    this.last_heard_ms = performance.now();
+    switch (m.type) {
+      case MessageType.ACK:
+        return this.onAck(readU64(m.payload, 'ACK'));
+      case MessageType.HEARTBEAT:
+        return;
+      default:
+        peer.refuse(`unexpected message type ${m.type} from a backup`);
+    }
+  }
+
+  /** A backup asks for the log from next_seq: served from the retained frames, if they reach back that far. */
+  private onHello(peer: LogPeer, next_seq: number): void {
+    if (this.solo) return peer.refuse(`this primary went on alone in epoch ${this.epoch}; a new backup needs state transfer (not implemented)`);
+    if (this.peer?.isOpen && this.peer !== peer) return peer.refuse(`a backup is already connected (${this.peer.peer})`);
+    // The backup must have everything this primary dropped, and ask from a frame boundary it still holds.
+    const boundary = next_seq === this.gate.last_seq + 1 || this.retained.some((f) => f.firstSeq === next_seq);
+    if (next_seq <= this.dropped_seq || !boundary) {
+      return peer.refuse(`cannot serve the log from seq ${next_seq}: retained ${this.dropped_seq + 1}..${this.gate.last_seq}; a new backup needs state transfer (not implemented)`);
+    }
+    this.peer = peer;
+    this.peer_ever = true;
+    this.last_heard_ms = performance.now();
+    this.note(`backup ${peer.peer} connected, log from seq ${next_seq}`);
+    if (next_seq - 1 > this.acked_seq) this.onAck(next_seq - 1);
+    for (const f of this.retained) if (f.firstSeq >= next_seq) peer.send(MessageType.FRAMES, f.bytes);
+  }
+
+  private onFrame(bytes: Uint8Array, firstSeq: number, lastSeq: number): void {
+    assert(firstSeq === this.gate.last_seq + 1, `frame ${firstSeq}..${lastSeq} after seq ${this.gate.last_seq}`);
+    this.gate.onFrames(bytes);
+    if (this.solo) return void this.releaseAcked();
+    this.retained.push({ bytes, firstSeq, lastSeq });
+    this.retained_bytes += bytes.length;
+    if (this.peer?.isOpen) this.peer.send(MessageType.FRAMES, bytes);
+    if (this.retained_bytes > (this.options.retained_bytes_max ?? RETAINED_BYTES_MAX_DEFAULT)) {
+      this.backupLost(`${this.retained_bytes} log bytes not acked > retained_bytes_max`);
+    }
+  }
+
+  private onAck(seq: number): void {
+    if (seq > this.gate.last_seq) return this.peer?.refuse(`ack of seq ${seq} beyond the last sent ${this.gate.last_seq}`);
+    if (seq <= this.acked_seq) return;
+    this.acked_seq = seq;
+    while (this.retained.length > 0 && this.retained[0]!.lastSeq <= seq) {
+      const f = this.retained.shift()!;
+      this.retained_bytes -= f.bytes.length;
+      this.dropped_seq = f.lastSeq;
+    }
+    this.releaseAcked();
+  }
+
+  /** The output rule: only what the backup acked leaves, and nothing at all while an epoch is in question. */
+  private releaseAcked(): void {
+    if (this.role !== 'primary') return;
+    const before = this.gate.released_seq;
+    this.gate.release(this.solo ? Infinity : this.acked_seq);
+    if (this.gate.released_seq > before && this.peer?.isOpen) this.peer.send(MessageType.RELEASED, u64Payload(this.gate.released_seq));
+  }
+
+  private tick(): void {
+    if (this.role !== 'primary') return;
+    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT);
+    if (this.solo) return;
+    const now = performance.now();
+    if (!this.peer_ever) {
+      if (now - this.started_ms > (this.options.backup_wait_ms ?? BACKUP_WAIT_MS_DEFAULT)) this.backupLost('no backup connected within backup_wait_ms');
+      return;
+    }
+    if (now - this.last_heard_ms > this.timeout_ms) this.backupLost(`nothing heard from the backup for ${Math.round(now - this.last_heard_ms)} ms`);
+  }
+
+  /** VMware FT's race for the bit: claim the next epoch before letting any more output out; lose and halt. */
+  private backupLost(why: string): void {
+    if (this.role !== 'primary' || this.solo) return;
+    this.role = 'claiming';
+    this.note(`backup lost (${why}): claiming epoch ${this.epoch + 1}`);
+    this.peer?.close(`backup lost: ${why}`);
+    void this.claimNext().catch((error: Error) => this.halt(`could not claim epoch ${this.epoch + 1}: ${error.message}`));
+  }
+
+  private async claimNext(): Promise<void> {
+    const arbiter = this.options.arbiter;
+    const current = await arbiter.current();
+    if ((current?.epoch ?? 0) !== this.epoch) {
+      return this.halt(`epoch ${current?.epoch} is held by ${current?.nodeId}: this primary (epoch ${this.epoch}) is stale`);
+    }
+    const result = await arbiter.claim(this.epoch + 1, this.nodeId);
+    if (!result.won) return this.halt(`lost epoch ${this.epoch + 1} to ${result.holder.nodeId}`);
+    if (this.role !== 'claiming') return;
+    this.epoch = this.epoch + 1;
+    this.solo = true;
+    this.role = 'primary';
+    this.retained = [];
+    this.retained_bytes = 0;
+    this.note(`won epoch ${this.epoch}: going on without a backup`);
+    this.releaseAcked();
+    this.emit('live', this.epoch);
+  }
+
+  private halt(reason: string): void {
+    if (this.role === 'halted' || this.role === 'closed') return;
+    this.role = 'halted';
+    this.note(`halted: ${reason}`);
+    void this.shutdown(reason);
+    this.resolveHalted(reason);
+    this.emit('halted', reason);
+  }
+
+  private note(text: string): void {
+    this.options.onEvent?.(text);
+    this.emit('note', text);
+  }
+}
+
+/** Starts a primary: epoch won, replication and client listeners bound, guest running. */
+export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
+  const primary = new Primary(options);
+  try {
+    await primary.start();
+  } catch (error) {
+    await primary.close().catch(() => undefined);
+    throw error;
+  }
+  return primary;
+}
