@@ -6,6 +6,7 @@ import { demoCommand } from './demo.ts';
 import { recordCommand } from './record.ts';
 import { replayCommand } from './replay.ts';
 import { inspectCommand } from './inspect.ts';
+import { backupCommand, loadCommand, primaryCommand } from './replicate.ts';
 
 const program = new Command();
 program.name('ftwasm').description('Fault tolerance for WebAssembly guests: instruction-counted record/replay and failover.');
@@ -50,6 +51,44 @@ program
   .argument('<file>', 'log file')
   .option('--limit <n>', 'entries to list (0: all)', '50')
   .action(inspectCommand);
+
+program
+  .command('primary')
+  .description('run a guest as the primary: win an epoch, serve clients, ship the log to a backup (docs/REPLICATION.md)')
+  .argument('<guest.wasm>', 'guest module')
+  .requiredOption('--clients <host:port>', 'client-facing address')
+  .requiredOption('--replication <host:port>', 'address the backup connects to')
+  .requiredOption('--arbiter <spec>', 'file:DIR or etcd:URL[,URL...]')
+  .requiredOption('--secret-file <file>', 'shared secret of the log channel (at least 16 bytes)')
+  .option('--deployment <name>', 'deployment name in the arbiter', 'default')
+  .option('--heartbeat-ms <ms>', 'heartbeat interval (default 50)')
+  .option('--timeout-ms <ms>', 'heartbeat timeout (default 300)')
+  .option('--backup-wait-ms <ms>', 'time for a backup to connect before going on alone (default 10000)')
+  .action(primaryCommand);
+
+program
+  .command('backup')
+  .description('follow a primary, replaying its log; take over when it goes silent (docs/REPLICATION.md)')
+  .argument('<guest.wasm>', 'guest module (the same as the primary\'s)')
+  .requiredOption('--primary <host:port>', "the primary's replication address")
+  .requiredOption('--clients <host:port>', 'client-facing address (serves once live)')
+  .requiredOption('--arbiter <spec>', 'file:DIR or etcd:URL[,URL...]')
+  .requiredOption('--secret-file <file>', 'shared secret of the log channel')
+  .option('--deployment <name>', 'deployment name in the arbiter', 'default')
+  .option('--heartbeat-ms <ms>', 'heartbeat interval (default 50)')
+  .option('--timeout-ms <ms>', 'heartbeat timeout (default 300)')
+  .option('--connect-timeout-ms <ms>', 'time to reach the primary at start (default 10000)')
+  .action(backupCommand);
+
+program
+  .command('load')
+  .description('kv client load across failovers; prints a JSON verdict {sent,responses,lost,duplicated,out_of_order} last')
+  .requiredOption('--servers <a,b>', 'host:port of every node')
+  .requiredOption('--sessions <n>', 'concurrent sessions')
+  .requiredOption('--requests <m>', 'requests per session')
+  .option('--interval-ms <ms>', 'pause between requests of a session', '0')
+  .option('--timeout-ms <ms>', 'give up waiting for responses after this long', '60000')
+  .action(loadCommand);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const e = error as { code?: string; message?: string };

@@ -24,10 +24,16 @@ export interface InstrumentMeta {
   /** Export names of memories and tables, by index. */
   memories: string[];
   tables: string[];
+  /** True when the module has a start section (code that runs inside instantiation). */
+  start: boolean;
+  /** The module's own function imports with their signatures (`i32 i32 -> i64`), for admission checks. */
+  imports: { module: string; name: string; type: string }[];
   functions: number;
   segments: number;
   checks: number;
 }
+
+const VALTYPE_TEXT: Record<number, string> = { 0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128', 0x70: 'funcref', 0x6f: 'externref' };
 
 export const FUEL_MAX = (1n << 63n) - 1n;
 export const META_SECTION = 'ftwasm';
@@ -55,6 +61,10 @@ interface Section {
 interface ModuleInfo {
   sections: Section[];
   typeParams: number[];
+  /** Every type as text, e.g. `i32 i32 -> i64` (for the import list of the metadata). */
+  typeText: string[];
+  /** Function imports as written: module, name, type index. */
+  funcImports: { module: string; name: string; type: number }[];
   emptyType: number; // index of a [] -> [] type, or -1
   f64Type: number; // index of a [] -> [f64] type, or -1
   importedFuncs: number;
@@ -104,7 +114,7 @@ function readModule(bytes: Uint8Array): ModuleInfo {
   }
   r.pos = 8;
   const info: ModuleInfo = {
-    sections: [], typeParams: [], emptyType: -1, f64Type: -1, importedFuncs: 0, globalMutable: [], importedGlobals: 0,
+    sections: [], typeParams: [], typeText: [], funcImports: [], emptyType: -1, f64Type: -1, importedFuncs: 0, globalMutable: [], importedGlobals: 0,
     memories: 0, tables: 0, funcTypes: [], exportNames: new Set(), exportedGlobals: new Map(),
     exportedMemories: new Map(), exportedTables: new Map(), codeCount: -1,
   };
@@ -208,11 +218,14 @@ function readTypes(s: ByteReader, info: ModuleInfo): void {
       s.fail(`invalid type form 0x${form.toString(16)}`, at);
     }
     const params = s.u32();
-    for (let j = 0; j < params; j++) readValType(s, 'parameter type');
+    const text: string[] = [];
+    for (let j = 0; j < params; j++) text.push(VALTYPE_TEXT[readValType(s, 'parameter type')]!);
+    text.push('->');
     const results = s.u32();
     let last = 0;
-    for (let j = 0; j < results; j++) last = readValType(s, 'result type');
+    for (let j = 0; j < results; j++) text.push(VALTYPE_TEXT[(last = readValType(s, 'result type'))]!);
     info.typeParams.push(params);
+    info.typeText.push(text.join(' '));
     if (params === 0 && results === 0 && info.emptyType === -1) info.emptyType = i;
     if (params === 0 && results === 1 && last === 0x7c && info.f64Type === -1) info.f64Type = i;
   }
@@ -232,7 +245,7 @@ function readImports(s: ByteReader, info: ModuleInfo): void {
     const kind = s.u8();
     switch (kind) {
       case 0:
-        index(s, info.typeParams.length, 'imported function type');
+        info.funcImports.push({ module: moduleName, name: field, type: index(s, info.typeParams.length, 'imported function type') });
         info.importedFuncs++;
         break;
       case 1:
@@ -419,7 +432,10 @@ function plan(info: ModuleInfo, fuel: bigint): Plan {
   const meta: InstrumentMeta = {
     format: 1, fuelExport: FUEL_EXPORT, fuelF64Export: FUEL_F64_EXPORT, fuelInitial: fuel.toString(), fuelGlobal,
     exhaustedImport: { module: 'ftwasm', name: 'fuel_exhausted', func: exhaustedFunc },
-    globals, memories, tables, functions: info.importedFuncs + info.funcTypes.length, segments: 0, checks: 0,
+    globals, memories, tables,
+    start: info.sections.some((section) => section.id === 8),
+    imports: info.funcImports.map((f) => ({ module: f.module, name: f.name, type: info.typeText[f.type]! })),
+    functions: info.importedFuncs + info.funcTypes.length, segments: 0, checks: 0,
   };
   const limits = { funcs: info.importedFuncs + info.funcTypes.length, globals: info.globalMutable.length };
   return { limits, fuel, fuelGlobal, exhaustedFunc, emptyType, f64Type, addedTypes, getterFunc, newExports, meta };

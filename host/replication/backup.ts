@@ -254,6 +254,8 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     this.queue.push({ bytes, lastSeq: last });
     this.queue_bytes += bytes.length;
     peer.send(MessageType.ACK, u64Payload(this.received_seq));
+    // The replaying guest looks one entry ahead; after END there is none to wait for.
+    if (this.gate.ended) this.end_log = true;
     if (this.queue_bytes > (this.options.log_queue_bytes_max ?? LOG_QUEUE_BYTES_MAX_DEFAULT) && !this.paused) {
       this.paused = true;
       peer.pause();
@@ -325,6 +327,7 @@ export class Backup extends EventEmitter<ReplicaEvents> {
       const result = await arbiter.claim(this.primary_epoch + 1, this.nodeId);
       if (!result.won) return this.halt(`lost epoch ${this.primary_epoch + 1} to ${result.holder.nodeId}`);
       this.epoch = this.primary_epoch + 1;
+      this.note(`won epoch ${this.epoch}; waiting for the replay to reach the end of the log`);
       const seq = await Promise.race([this.live_seq, this.runner.done.then(() => -1)]);
       if (this.role !== 'claiming') return;
       if (seq === -1) return this.halt(`won epoch ${this.epoch}, but the guest had already ended in the log`);

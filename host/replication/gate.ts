@@ -40,6 +40,8 @@ export class OutputGate {
   released_seq = 0;
   /** Outputs handed to the client server (over all sessions). */
   outputs_released = 0;
+  /** An END entry was decoded: the guest's log can have nothing after it. */
+  ended = false;
   private readonly reader = new FrameReader();
   private readonly delivered = new Map<number, number>();
   private readonly outputs = new Map<number, number>();
@@ -64,6 +66,7 @@ export class OutputGate {
     this.reader.push(bytes);
     for (let f = this.reader.next(); f !== 'incomplete'; f = this.reader.next()) {
       for (const e of f.entries) {
+        if (e.kind === EntryKind.END) this.ended = true;
         if (e.kind !== EntryKind.RECV || !(e.payload instanceof Uint8Array)) continue;
         const p = e.payload;
         assert(p.length >= 4, `RECV entry ${e.seq} is shorter than its session id`);

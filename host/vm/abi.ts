@@ -1,11 +1,26 @@
 // The guest ABI as the host sees it: every import ftwasm intercepts, and the admission check.
 // docs/ABI.md is the guest-facing description of the same table.
 
-/** Imports of module `ft` (the ftwasm guest ABI). */
-export const FT_IMPORTS = ['clock_now', 'clock_mono', 'random_fill', 'cpu_id', 'recv', 'send', 'log'] as const;
+/** Imports of module `ft` (the ftwasm guest ABI) and their exact signatures. */
+export const FT_SIGNATURES: Readonly<Record<string, string>> = {
+  clock_now: '-> i64',
+  clock_mono: '-> i64',
+  random_fill: 'i32 i32 ->',
+  cpu_id: '-> i32',
+  recv: 'i32 i32 i32 -> i32',
+  send: 'i32 i32 i32 ->',
+  log: 'i32 i32 ->',
+};
+export const FT_IMPORTS = Object.keys(FT_SIGNATURES);
 
 /** AssemblyScript runtime imports, recorded and replayed like the ABI's. */
-export const AS_IMPORTS = ['abort', 'trace', 'seed', 'Date.now'] as const;
+export const AS_SIGNATURES: Readonly<Record<string, string>> = {
+  abort: 'i32 i32 i32 i32 ->',
+  trace: 'i32 i32 f64 f64 f64 f64 f64 ->',
+  seed: '-> f64',
+  'Date.now': '-> f64',
+};
+export const AS_IMPORTS = Object.keys(AS_SIGNATURES);
 
 /** Longest `random_fill` / `send` / `log` a guest may ask for in one call. */
 export const IO_BYTES_MAX = 16 * 1024 * 1024;
@@ -16,15 +31,21 @@ export type DeterministicImports = Record<string, Record<string, WebAssembly.Imp
  * Refuses, before anything runs, a module importing what is neither intercepted by ftwasm nor declared
  * deterministic by the embedder. Returns the list of refused imports (empty when admitted).
  */
-export function refusedImports(module: WebAssembly.Module, deterministic: DeterministicImports = {}): string[] {
+export function refusedImports(module: WebAssembly.Module, deterministic: DeterministicImports = {}, signatures: readonly { module: string; name: string; type: string }[] = []): string[] {
   const refused: string[] = [];
+  const typeOf = new Map(signatures.map((s) => [`${s.module}\u0000${s.name}`, s.type]));
   for (const imp of WebAssembly.Module.imports(module)) {
-    const known =
-      (imp.module === 'ft' && (FT_IMPORTS as readonly string[]).includes(imp.name) && imp.kind === 'function') ||
-      (imp.module === 'env' && (AS_IMPORTS as readonly string[]).includes(imp.name) && imp.kind === 'function') ||
-      (imp.module === 'ftwasm' && imp.name === 'fuel_exhausted') ||
-      deterministic[imp.module]?.[imp.name] !== undefined;
-    if (!known) refused.push(`${imp.module}.${imp.name} (${imp.kind})`);
+    if (imp.module === 'ftwasm' && imp.name === 'fuel_exhausted') continue;
+    if (deterministic[imp.module]?.[imp.name] !== undefined) continue;
+    const abi = imp.module === 'ft' ? FT_SIGNATURES[imp.name] : imp.module === 'env' ? AS_SIGNATURES[imp.name] : undefined;
+    if (abi === undefined || imp.kind !== 'function') {
+      refused.push(`${imp.module}.${imp.name} (${imp.kind})`);
+      continue;
+    }
+    const actual = typeOf.get(`${imp.module}\u0000${imp.name}`);
+    if (actual !== undefined && normal(actual) !== normal(abi)) refused.push(`${imp.module}.${imp.name} with type (${actual}), the ABI's is (${abi})`);
   }
   return refused;
 }
+
+const normal = (t: string): string => t.replace(/\s+/g, ' ').trim();

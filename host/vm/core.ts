@@ -109,7 +109,10 @@ export class GuestCore {
     const meta = readInstrumentMeta(options.module);
     if (!meta) throw new VmStateError('module is not instrumented: run it through instrument() first');
     this.meta = meta;
-    const refused = refusedImports(options.module, options.deterministicImports);
+    if (meta.start) {
+      throw new AdmissionError([], 'FTW_ADMISSION: module has a start section, which would run inside instantiation before ftwasm can record it; export the entry point as _start instead (AssemblyScript: --exportStart _start)');
+    }
+    const refused = refusedImports(options.module, options.deterministicImports, meta.imports ?? []);
     if (refused.length > 0) throw new AdmissionError(refused);
     this.mode = options.mode;
     this.slice = options.sliceInstructions ?? SLICE_DEFAULT;

@@ -18,10 +18,14 @@ export class DivergenceError extends Error {
 export class AdmissionError extends Error {
   override readonly name = 'AdmissionError';
   readonly code = 'FTW_ADMISSION';
-  constructor(readonly imports: string[]) {
+  constructor(
+    readonly imports: string[],
+    reason?: string,
+  ) {
     super(
-      `FTW_ADMISSION: module imports ${imports.join(', ')}, which ftwasm does not intercept; ` +
-        'declare them deterministic (deterministicImports) if replaying them is safe, or remove them',
+      reason ??
+        `FTW_ADMISSION: module imports ${imports.join(', ')}, which ftwasm does not intercept; ` +
+          'declare them deterministic (deterministicImports) if replaying them is safe, or remove them',
     );
   }
 }

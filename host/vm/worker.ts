@@ -38,19 +38,28 @@ class RingSource implements EntrySource {
   private queue: LogEntry[] = [];
   private at = 0;
   private ended = false;
-  constructor(private readonly ring: SharedRing) {}
+  private lastSeq = 0;
+  /** onEnd runs once, when every entry of the log was handed out and the log was closed. */
+  constructor(
+    private readonly ring: SharedRing,
+    private readonly onEnd?: (nextSeq: number) => void,
+  ) {}
   peek(): LogEntry | undefined {
     while (this.at >= this.queue.length && !this.ended) {
       const chunk = this.ring.read(Infinity);
       if (chunk === RING_CLOSED) {
         this.ended = true;
+        this.onEnd?.(this.lastSeq + 1);
         break;
       }
       if (typeof chunk === 'number') continue;
       this.reader.push(chunk);
       this.queue = this.queue.slice(this.at);
       this.at = 0;
-      for (let f = this.reader.next(); f !== 'incomplete'; f = this.reader.next()) this.queue.push(...f.entries);
+      for (let f = this.reader.next(); f !== 'incomplete'; f = this.reader.next()) {
+        this.queue.push(...f.entries);
+        this.lastSeq = f.lastSeq;
+      }
     }
     return this.queue[this.at];
   }
@@ -65,6 +74,15 @@ function main(): void {
   const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
   let sink: (EntrySink & { flush(): void }) | undefined;
   let file: LogFileWriter | undefined;
+  // 'live' goes out as soon as the replay has taken the last entry of a closed log (the guest records from
+  // then on), not at its first new entry: a guest that goes live and blocks in recv appends nothing until the
+  // host sends input, and the host (a backup taking over) waits for 'live' before it takes input.
+  let livePosted = false;
+  const postLive = (nextSeq: number): void => {
+    if (init.mode !== 'replay' || init.atLogEnd !== 'go-live' || livePosted) return;
+    livePosted = true;
+    post({ t: 'live', seq: nextSeq });
+  };
   const makeSink = (nextSeq: number): EntrySink => {
     if (init.logFile && !init.streamFrames) {
       file = LogFileWriter.create(init.logFile.path, { ...init.logFile.header, firstSeq: nextSeq });
@@ -75,7 +93,7 @@ function main(): void {
         on_frame: (frame, info) => post({ t: 'frame', bytes: frame, firstSeq: info.firstSeq, lastSeq: info.lastSeq }, [frame.buffer as ArrayBuffer]),
       });
     }
-    if (init.mode === 'replay') post({ t: 'live', seq: nextSeq });
+    postLive(nextSeq);
     return sink;
   };
   const world = new RealWorld({
@@ -90,7 +108,7 @@ function main(): void {
       mode: init.mode,
       world,
       ...(init.mode === 'record' || init.atLogEnd === 'go-live' ? { sink: makeSink } : {}),
-      ...(init.logRing ? { source: new RingSource(new SharedRing(init.logRing)) } : {}),
+      ...(init.logRing ? { source: new RingSource(new SharedRing(init.logRing), postLive) } : {}),
       outputs: {
         send: (session, bytes, seq) => {
           sink?.flush(); // the entry goes out before the output can be released

@@ -23,6 +23,7 @@ const root = new URL('../..', import.meta.url).pathname;
 const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
 const WRONG = new TextEncoder().encode('an entirely different secret 9876');
 const WAIT_MS_MAX = 15_000;
+const onEvent = process.env.FTWASM_DEBUG ? (t: string) => console.log(t) : undefined;
 
 let module: WebAssembly.Module;
 let scratch = '';
@@ -45,13 +46,13 @@ async function arbiter(): Promise<Arbiter> {
 }
 
 async function primary(options: Partial<Parameters<typeof startPrimary>[0]> = {}): Promise<Primary> {
-  const p = await startPrimary({ module, arbiter: await arbiter(), secret: SECRET, ...options });
+  const p = await startPrimary({ module, arbiter: await arbiter(), secret: SECRET, ...(onEvent ? { onEvent } : {}), ...options });
   cleanups.push(() => p.close());
   return p;
 }
 
 async function backupOf(p: Primary, a: Arbiter, options: Partial<Parameters<typeof startBackup>[0]> = {}): Promise<Backup> {
-  const b = await startBackup({ module, arbiter: a, secret: SECRET, primary: p.replicationAddress(), ...options });
+  const b = await startBackup({ module, arbiter: a, secret: SECRET, primary: p.replicationAddress(), ...(onEvent ? { onEvent: (t: string) => onEvent(`backup: ${t}`) } : {}), ...options });
   cleanups.push(() => b.close());
   return b;
 }
@@ -178,7 +179,7 @@ describe('primary and backup', () => {
 
   it('fails over when the primary goes away: the backup wins the next epoch and serves the same session', async () => {
     const a = await arbiter();
-    const p = await startPrimary({ module, arbiter: a, secret: SECRET });
+    const p = await startPrimary({ module, arbiter: a, secret: SECRET, ...(onEvent ? { onEvent } : {}) });
     cleanups.push(() => p.close());
     const b = await backupOf(p, a);
     const c = client(p.clientAddress(), b.clientAddress());

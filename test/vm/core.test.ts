@@ -208,6 +208,20 @@ describe('admission', () => {
     expect((error as Error).message).toMatch(/wasi_snapshot_preview1\.fd_write/);
   });
 
+  it('an ABI import with the wrong signature is refused, naming both types', async () => {
+    const module = new WebAssembly.Module(instrument(await wat(`(module (import "ft" "clock_now" (func (result i32))) (memory (export "memory") 1) (func (export "_start")))`)));
+    const error = catchError(() => new GuestCore({ module, mode: 'record', world: new ScriptedWorld(1), sink: new MemorySink() }));
+    expect(error).toBeInstanceOf(AdmissionError);
+    expect((error as Error).message).toMatch(/ft\.clock_now with type \(-> i32\), the ABI's is \(-> i64\)/);
+  });
+
+  it('a module with a start section is refused: it would run before ftwasm could record it', async () => {
+    const module = new WebAssembly.Module(instrument(await wat(`(module (memory (export "memory") 1) (func $s) (start $s) (func (export "_start")))`)));
+    const error = catchError(() => new GuestCore({ module, mode: 'record', world: new ScriptedWorld(1), sink: new MemorySink() }));
+    expect(error).toBeInstanceOf(AdmissionError);
+    expect((error as Error).message).toMatch(/start section/);
+  });
+
   it('an import the embedder declares deterministic is admitted and used', async () => {
     const module = new WebAssembly.Module(instrument(await wat(`(module (import "math" "twice" (func $t (param i32) (result i32))) (memory (export "memory") 1) (global $g (export "g") (mut i32) (i32.const 0)) (func (export "_start") (global.set $g (call $t (i32.const 21)))))`)));
     const guest = new GuestCore({ module, mode: 'record', world: new ScriptedWorld(1), sink: new MemorySink(), deterministicImports: { math: { twice: (x: number) => 2 * x } } });
