@@ -36,6 +36,8 @@ export interface InstrumentMeta {
 const VALTYPE_TEXT: Record<number, string> = { 0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128', 0x70: 'funcref', 0x6f: 'externref' };
 
 export const FUEL_MAX = (1n << 63n) - 1n;
+/** Largest module `instrument` takes: V8 compiles at most 1 GiB, and metering can double a module's size. */
+export const MODULE_BYTES_MAX = 512 * 1024 * 1024;
 export const META_SECTION = 'ftwasm';
 const FUEL_EXPORT = 'ftwasm_fuel';
 const FUEL_F64_EXPORT = 'ftwasm_fuel_f64';
@@ -90,6 +92,9 @@ export function instrument(bytes: Uint8Array, options: InstrumentOptions = {}): 
   const fuel = options.fuel ?? FUEL_MAX;
   if (typeof fuel !== 'bigint' || fuel < 0n || fuel > FUEL_MAX) {
     throw new InstrumentError('FTW_BAD_OPTION', `fuel must be a bigint in [0, 2^63-1], got ${String(fuel)}`, -1);
+  }
+  if (bytes.length > MODULE_BYTES_MAX) {
+    throw new InstrumentError('FTW_UNSUPPORTED', `module of ${bytes.length} bytes exceeds ftwasm's limit of ${MODULE_BYTES_MAX}`, -1);
   }
   const info = readModule(bytes);
   return writeModule(bytes, info, fuel);
