@@ -185,6 +185,7 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     const peer = new LogPeer(socket, 'backup', {
       secret: this.options.secret,
       epoch: () => this.primary_epoch,
+      peer_label: `${host}:${this.options.primary.port}`,
       ...(this.options.message_bytes_max ? { message_bytes_max: this.options.message_bytes_max } : {}),
     });
     peer.ready.then(

@@ -54,6 +54,8 @@ export interface ChannelOptions {
   epoch: () => number;
   message_bytes_max?: number;
   handshake_timeout_ms?: number;
+  /** How to name the peer in messages when the socket is not connected yet (an outgoing connection). */
+  peer_label?: string;
 }
 
 export interface LogPeerEvents {
@@ -126,7 +128,7 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     if (!Number.isInteger(this.message_bytes_max) || this.message_bytes_max < 1024 || this.message_bytes_max > MESSAGE_BYTES_LIMIT) {
       throw new ReplicationError('FTW_REPL_OPTION', `message_bytes_max = ${this.message_bytes_max} is outside 1024..${MESSAGE_BYTES_LIMIT}`);
     }
-    this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : (options.peer_label ?? '?');
     this.state = role === 'primary' ? 'wait_auth' : 'wait_challenge';
     this.ready = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     this.ready.catch(() => undefined); // observed by whoever awaits it; never an unhandled rejection

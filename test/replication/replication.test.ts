@@ -199,6 +199,30 @@ describe('primary and backup', () => {
   });
 });
 
+describe('losing the backup', () => {
+  it('the primary claims the next epoch before releasing more output, then goes on alone', async () => {
+    const a = await arbiter();
+    const p = await startPrimary({ module, arbiter: a, secret: SECRET, ...(onEvent ? { onEvent } : {}) });
+    cleanups.push(() => p.close());
+    const b = await backupOf(p, a);
+    const c = client(p.clientAddress());
+    expect(str(await c.call(text('INCR m')))).toBe('VALUE 1\n');
+    await b.close();
+    expect(await new Promise((r) => p.once('live', r))).toBe(2);
+    expect(p.state()).toMatchObject({ role: 'primary', epoch: 2, solo: true });
+    expect(str(await c.call(text('INCR m')))).toBe('VALUE 2\n');
+  });
+
+  it('a primary that loses the race halts and releases nothing more', async () => {
+    const a = await arbiter();
+    const p = await startPrimary({ module, arbiter: a, secret: SECRET, backup_wait_ms: 200 });
+    cleanups.push(() => p.close());
+    await a.claim(2, 'someone-else'); // another node took the next epoch first
+    expect(await p.halted).toMatch(/epoch 2 is held by someone-else: this primary \(epoch 1\) is stale/);
+    expect(p.state().role).toBe('halted');
+  });
+});
+
 function u64(n: number): Uint8Array {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
