@@ -134,8 +134,18 @@ interface Row {
 }
 
 const rows = new Map<string, Row>();
+/** How the instrumented run passed the rejection commands: refused by `instrument`, or by V8 after it. */
+const rejections = { refusedByInstrument: 0, rejectedByV8: 0, byCode: {} as Record<string, number> };
 
 function record(original: readonly CommandResult[], instrumented: readonly CommandResult[]): void {
+  for (const r of instrumented) {
+    if (r.outcome !== 'pass' || (r.kind !== 'assert_invalid' && r.kind !== 'assert_malformed')) continue;
+    if (r.reason.startsWith('transform refused')) {
+      rejections.refusedByInstrument++;
+      const code = /FTW_[A-Z_]+/.exec(r.reason)?.[0] ?? 'other';
+      rejections.byCode[code] = (rejections.byCode[code] ?? 0) + 1;
+    } else rejections.rejectedByV8++;
+  }
   const o = tally(original);
   const i = tally(instrumented);
   for (const [kind, c] of o) {
@@ -177,9 +187,10 @@ describe('instrument on the WebAssembly core spec suite', () => {
     table.push(rows.get('text-skipped') ?? { kind: 'text-skipped', total: 0, originalPass: 0, instrumentedPass: 0 });
     console.log(`spec suite: ${scripts.length} scripts in ${(elapsedMs / 1000).toFixed(1)} s (conversion included)`);
     console.table(table);
+    console.log('instrumented rejection commands:', JSON.stringify(rejections));
     const build = new URL('../../build/', import.meta.url);
     mkdirSync(build, { recursive: true });
-    writeFileSync(new URL('spec-counts.json', build), `${JSON.stringify({ scripts: scripts.length, elapsedMs: Math.round(elapsedMs), kinds: table }, null, 2)}\n`);
+    writeFileSync(new URL('spec-counts.json', build), `${JSON.stringify({ scripts: scripts.length, elapsedMs: Math.round(elapsedMs), kinds: table, rejections }, null, 2)}\n`);
   });
 
   it(`finds all ${SCRIPT_COUNT} scripts in ${SPEC_DIR} and converts them (wast2json, or the bundled conversion)`, () => {
