@@ -109,7 +109,7 @@ function replayRun(frames) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const rounds = quick ? 3 : 3;
+const rounds = quick ? 3 : 7;
 const plainMs = [];
 const recordMs = [];
 const replayMs = [];

@@ -323,8 +323,8 @@ export class GuestCore {
       this.logEnded();
       return undefined;
     }
-    // `!=` compares a bigint and a number by value
-    if (e.kind !== kind || e.icount != now) {
+    // BigInt(number) and a strict compare: cheaper in V8 than `!=` across bigint and number
+    if (e.kind !== kind || BigInt(now) !== e.icount) {
       throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, `${entryKindName(kind)} at icount ${now}`, guestFunction());
     }
     source.take();
@@ -333,7 +333,7 @@ export class GuestCore {
     // import the guest runs on: a faithful guest calls it at its icount; an unfaithful one is caught at its
     // next import, or when the fuel it has runs out (rearm then refuses to run past the entry).
     const next = source.peek();
-    if (next === undefined || ASYNC_KINDS.has(next.kind)) this.rearm();
+    if (next === undefined || next.kind === EntryKind.INTERRUPT || next.kind === EntryKind.CHECKPOINT) this.rearm();
     return e;
   }
 

@@ -19,6 +19,7 @@ export class FrameSource implements EntrySource {
   }
 
   peek(): LogEntry | undefined {
+    if (this.at < this.entries.length) return this.entries[this.at];
     while (this.at >= this.entries.length) {
       const frame = this.reader.next();
       if (frame !== 'incomplete') {
