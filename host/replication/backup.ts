@@ -51,6 +51,8 @@ export class Backup extends EventEmitter<ReplicaEvents> {
   private feeder!: InputFeeder;
   private peer: LogPeer | undefined;
   private connecting = false;
+  /** An authenticated channel to the primary was open at least once (from then on, silence means failure). */
+  private reached = false;
   private last_heard_ms = performance.now();
   private started_ms = performance.now();
   private received_seq = 0;
@@ -193,6 +195,7 @@ export class Backup extends EventEmitter<ReplicaEvents> {
         this.connecting = false;
         if (this.role !== 'backup') return peer.close('no longer a backup');
         this.peer = peer;
+        this.reached = true;
         this.last_heard_ms = performance.now();
         peer.on('message', (m) => this.onMessage(peer, m));
         peer.on('close', (reason) => {
@@ -299,7 +302,7 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     if (this.role !== 'backup') return;
     if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT);
     const now = performance.now();
-    if (this.primary_epoch === 0) {
+    if (!this.reached) {
       const wait_ms = this.options.connect_timeout_ms ?? CONNECT_TIMEOUT_MS_DEFAULT;
       if (now - this.started_ms > wait_ms) this.halt(`the primary at ${this.options.primary.host ?? '127.0.0.1'}:${this.options.primary.port} was not reached within ${wait_ms} ms`);
       return;
@@ -322,6 +325,9 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     try {
       const arbiter = this.options.arbiter;
       const current = await arbiter.current();
+      // The primary died before its first message reached us: no frame came, so it released no output
+      // (outputs wait for our acks), and the epoch we followed is the arbiter's current one.
+      if (this.primary_epoch === 0 && this.received_seq === 0 && current !== undefined) this.primary_epoch = current.epoch;
       if ((current?.epoch ?? 0) !== this.primary_epoch) {
         return this.halt(`epoch ${current?.epoch} is held by ${current?.nodeId}, not the epoch ${this.primary_epoch} this backup followed: its log is not the surviving one`);
       }

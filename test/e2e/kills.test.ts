@@ -1,0 +1,129 @@
+// kill -9 of the primary at random moments (seeded), over many runs with real processes on loopback: every
+// run must end with every request answered exactly once and in order, and the backup live in epoch 2.
+// Runs: FTWASM_KILL_RUNS (default 20); each run is bounded in time, the whole file too.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('../..', import.meta.url).pathname;
+const cli = join(root, 'dist/cli.js');
+const kv = join(root, 'build/guest/kv.wasm');
+const WAIT_MS_MAX = 20_000;
+
+const children: ChildProcess[] = [];
+let dir = '';
+
+interface Child {
+  process: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function ftwasm(args: string[]): Child {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { process: child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** A port nobody listens on right now (bound to 0, then released). */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address() as net.AddressInfo;
+      server.close(() => resolve(address.port));
+    });
+  });
+}
+
+async function until(cond: () => boolean, what: string, timeout_ms = WAIT_MS_MAX): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeout_ms) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+beforeAll(() => {
+  expect(existsSync(cli), 'dist/cli.js is built by npm install / npm test').toBe(true);
+  dir = mkdtempSync(join(tmpdir(), 'ftwasm-kills-'));
+  writeFileSync(join(dir, 'secret'), 'e2e shared secret, 32 bytes long\n');
+});
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+
+const RUNS = Number(process.env.FTWASM_KILL_RUNS ?? 20);
+const SESSIONS = 3;
+const REQUESTS = 200;
+
+function seeded(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+const stop = async (child: Child): Promise<void> => {
+  if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
+  await Promise.race([child.exited, new Promise((r) => setTimeout(r, 5_000))]);
+};
+
+describe('kill -9 of the primary at random moments', () => {
+  it(`${RUNS} runs: every verdict all zeros, the backup live in epoch 2 each time`, { timeout: 60_000 + RUNS * 15_000 }, async () => {
+    const seed = process.env.FTWASM_SEED ? Number(process.env.FTWASM_SEED) : (Math.random() * 2 ** 31) | 0;
+    console.log(`[kills] seed ${seed} (rerun with FTWASM_SEED=${seed})`);
+    const random = seeded(seed);
+    const failovers: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const runDir = join(dir, `run-${run}`);
+      mkdirSync(join(runDir, 'arbiter'), { recursive: true });
+      const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
+      const arbiter = `file:${join(runDir, 'arbiter')}`;
+      const secret = join(dir, 'secret');
+      const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret]);
+      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret]);
+      try {
+        await until(() => primary.stderr().includes('primary: ready in epoch 1'), `run ${run}: the primary to be ready`);
+        await until(() => backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect`);
+        const load = ftwasm(['load', '--servers', `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, '--sessions', String(SESSIONS), '--requests', String(REQUESTS), '--interval-ms', '2', '--timeout-ms', '30000']);
+        // The moment: after 0..500 replies (in hundreds, as the load reports them), plus 0..20 ms.
+        const hundreds = Math.floor(random() * 6);
+        if (hundreds > 0) await until(() => load.stderr().includes(`load: ${hundreds * 100} responses`), `run ${run}: ${hundreds * 100} replies`);
+        await new Promise((r) => setTimeout(r, Math.floor(random() * 20)));
+        const killedAt = Date.now();
+        primary.process.kill('SIGKILL');
+        await until(() => backup.stderr().includes('LIVE as primary in epoch 2'), `run ${run} (kill after ${hundreds * 100} replies): the backup to go live; backup said:\n${backup.stderr().slice(-3000)}\nprimary said:\n${primary.stderr().slice(-1500)}`).catch((error: Error) => {
+          throw new Error(`${error.message}\nbackup said:\n${backup.stderr().slice(-3000)}\nprimary said:\n${primary.stderr().slice(-1500)}`);
+        });
+        failovers.push(Date.now() - killedAt);
+        const code = await Promise.race([load.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 40_000))]);
+        expect(code, `run ${run} (kill after ${hundreds * 100} replies): ${load.stderr().slice(-2000)}`).toBe(0);
+        const verdict = JSON.parse(load.stdout().trim().split('\n').at(-1)!);
+        expect(verdict, `run ${run}`).toEqual({ sent: SESSIONS * REQUESTS, responses: SESSIONS * REQUESTS, lost: 0, duplicated: 0, out_of_order: 0 });
+      } finally {
+        await stop(primary);
+        await stop(backup);
+      }
+    }
+    const sorted = [...failovers].sort((a, b) => a - b);
+    const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+    console.log(`[kills] ${RUNS} runs, failover (kill -9 to backup live) p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${sorted.at(-1)} ms`);
+  });
+});
