@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { instrumentCommand } from './instrument.ts';
 import { demoCommand } from './demo.ts';
+import { failoverDemoCommand } from './failover-demo.ts';
 import { recordCommand } from './record.ts';
 import { replayCommand } from './replay.ts';
 import { inspectCommand } from './inspect.ts';
@@ -18,6 +19,13 @@ program
   .requiredOption('-o, --output <out.wasm>', 'where to write the instrumented module')
   .option('--fuel <n>', 'initial fuel (default 2^63-1)')
   .action(instrumentCommand);
+
+program
+  .command('failover-demo')
+  .description('npm start: primary + backup of the kv guest on loopback, a client load, kill -9 of the primary midway')
+  .option('--sessions <n>', 'client sessions', '4')
+  .option('--requests <n>', 'requests per session', '500')
+  .action(failoverDemoCommand);
 
 program
   .command('demo')
