@@ -109,12 +109,6 @@ export class Meter {
   private labels = new Int32Array(1024);
   private frameWrapped = new Uint8Array(1024);
   private frameHeaderSegment = new Int32Array(1024);
-  private framePrepayable = new Uint8Array(1024);
-  // Per segment: a wrapped loop's header (1); its header is prepaid on every edge into it (1); the header
-  // segment a segment's closing `br` prepays, or -1.
-  private segHeader = new Uint8Array(1024);
-  private segPrepaid = new Uint8Array(1024);
-  private segPrepays = new Int32Array(1024);
   private wrappedBelow = new Int32Array(1025); // wrappedBelow[k]: wrapped loops among frame levels 0..k-1
   private readonly fuelGlobalLeb: Uint8Array;
   private readonly exhaustedLeb: Uint8Array;
@@ -136,10 +130,6 @@ export class Meter {
     this.costs = new Float64Array(cap);
     this.frameWrapped = new Uint8Array(cap);
     this.frameHeaderSegment = new Int32Array(cap);
-    this.framePrepayable = new Uint8Array(cap);
-    this.segHeader = new Uint8Array(cap);
-    this.segPrepaid = new Uint8Array(cap);
-    this.segPrepays = new Int32Array(cap);
     this.wrappedBelow = new Int32Array(cap + 1);
   }
 
@@ -194,27 +184,15 @@ export class Meter {
   private scan(r: ByteReader, localCount: number): number {
     const { typeCount, funcCount, globalCount, typeParams } = this.ctx;
     this.ensure(r.end - r.pos + 1);
-    const { starts, kinds, flags, aux, costs, frameWrapped, frameHeaderSegment, wrappedBelow, framePrepayable, segHeader, segPrepaid, segPrepays } = this;
+    const { starts, kinds, flags, aux, costs, frameWrapped, frameHeaderSegment, wrappedBelow } = this;
     let n = 0;
     let segment = 0;
     let cost = 0;
     let depth = 0;
     let labelAt = 0;
     wrappedBelow[0] = 0;
-    segHeader[0] = 0;
-    segPrepaid[0] = 0;
-    segPrepays[0] = -1;
-    // A branch to a wrapped loop's label: an unconditional `br` from a plainly charged segment can prepay the
-    // header; anything else (br_if, br_table, a branch from a segment with a check) means it cannot.
-    const branchToLoop = (label: number, unconditional: boolean): void => {
-      const level = depth - 1 - label;
-      if (level < 0 || !frameWrapped[level]) return;
-      if (unconditional && segment !== 0 && !segHeader[segment]) segPrepays[segment] = frameHeaderSegment[level]!;
-      else framePrepayable[level] = 0;
-    };
     const open = (wrapped: boolean): void => {
       frameWrapped[depth] = wrapped ? 1 : 0;
-      framePrepayable[depth] = wrapped ? 1 : 0;
       frameHeaderSegment[depth] = segment + 1; // the segment the loop's header starts (after this one ends)
       wrappedBelow[depth + 1] = wrappedBelow[depth]! + (wrapped ? 1 : 0);
       depth++;
@@ -252,7 +230,6 @@ export class Meter {
             if (frameWrapped[depth]) {
               flags[n] = F_WRAP_CLOSE;
               aux[n] = frameHeaderSegment[depth]!;
-              segPrepaid[frameHeaderSegment[depth]!] = framePrepayable[depth]!;
             }
           }
           break;
@@ -269,7 +246,6 @@ export class Meter {
           kind = label === depth ? K_EXIT : K_BRANCH;
           aux[n] = labelAt;
           labelAt = this.relabel(n, label, depth, labelAt);
-          branchToLoop(label, op === 0x0c);
           break;
         }
         case 0x0e: {
@@ -285,7 +261,6 @@ export class Meter {
             if (label > depth) r.fail(`branch depth ${label} out of range (${depth} enclosing blocks)`, at);
             if (label === depth) kind = K_EXIT;
             labelAt = this.relabel(n, label, depth, labelAt);
-            branchToLoop(label, false);
           }
           break;
         }
@@ -332,9 +307,6 @@ export class Meter {
       if (endsSegment(kind)) {
         costs[segment++] = cost;
         cost = 0;
-        segHeader[segment] = kind === K_LOOP && flags[n - 1]! & F_WRAP_OPEN ? 1 : 0;
-        segPrepaid[segment] = 0;
-        segPrepays[segment] = -1;
       } else if (kind === K_FINAL_END) {
         costs[segment++] = cost;
         break;
@@ -342,11 +314,6 @@ export class Meter {
     }
     starts[n] = r.pos;
     if (r.pos !== r.end) r.fail('bytes after the final end of a function body');
-    // A prepaid header is charged on the edges into it: its back-edge sources add its cost to their own.
-    for (let s = 0; s < segment; s++) {
-      const header = segPrepays[s]!;
-      if (header >= 0 && segPrepaid[header]) costs[s]! += costs[header]!;
-    }
     return n;
   }
 
@@ -370,18 +337,8 @@ export class Meter {
       if (charge || sync || flag & F_WRAP_OPEN) {
         out.bytes(buf, run, start);
         run = start;
-        if (charge) this.emitCharge(previous, previousFlags, segment++, fuelLocal, out);
+        if (charge) this.emitCharge(previous, previousFlags, costs[segment++]!, fuelLocal, out);
         if (sync) this.emitSync(fuelLocal, out);
-        if (flag & F_WRAP_OPEN && this.segPrepaid[segment]) {
-          // the header's charge on the edge falling into the loop (once per entry, not per iteration)
-          out.byte(0x20);
-          out.bytes(fuelLocal);
-          out.byte(0x42);
-          out.sInt(costs[segment]!);
-          out.byte(0x7d);
-          out.byte(0x21);
-          out.bytes(fuelLocal);
-        }
         if (flag & F_WRAP_OPEN) {
           out.byte(0x02); // block $X with the loop's block type (it has no parameters)
           out.bytes(buf, start + 1, end);
@@ -403,7 +360,7 @@ export class Meter {
       }
       if (flag & F_WRAP_CLOSE) {
         out.bytes(buf, run, end);
-        this.emitLoopTail(this.segPrepaid[aux[i]!] ? 0 : costs[aux[i]!]!, fuelLocal, out);
+        this.emitLoopTail(costs[aux[i]!]!, fuelLocal, out);
         run = end;
       }
       previous = kind;
@@ -432,11 +389,9 @@ export class Meter {
     out.bytes(this.exhaustedLeb);
     out.byte(0x23); // global.get fuel: the host may have refilled it
     out.bytes(this.fuelGlobalLeb);
-    if (headerCost !== 0) {
-      out.byte(0x42); // + the header's charge, which entering the loop again takes anew
-      out.sInt(headerCost);
-      out.byte(0x7c); // i64.add
-    }
+    out.byte(0x42); // + the header's charge, which entering the loop again takes anew
+    out.sInt(headerCost);
+    out.byte(0x7c); // i64.add
     out.byte(0x21); // local.set fuel
     out.bytes(fuelLocal);
     out.byte(0x0c); // br $R
@@ -447,22 +402,9 @@ export class Meter {
   }
 
   /** The charge at a segment start; `previous` is the kind that ended the last segment (-1 at entry). */
-  private emitCharge(previous: number, previousFlags: number, segment: number, fuelLocal: Uint8Array, out: ByteWriter): void {
-    const cost = this.costs[segment]!;
+  private emitCharge(previous: number, previousFlags: number, cost: number, fuelLocal: Uint8Array, out: ByteWriter): void {
     const fromGlobal = previous === -1 || previous === K_CALL || previous === K_CALL_INDIRECT;
     const check = previous === -1 || previous === K_LOOP;
-    if (check && previousFlags & F_WRAP_OPEN && this.segPrepaid[segment]) {
-      // prepaid header: every edge into it already charged it; only the check remains
-      this.stats.checks++;
-      out.byte(0x20); // local.get fuel
-      out.bytes(fuelLocal);
-      out.byte(0x42); // i64.const 0
-      out.byte(0x00);
-      out.byte(0x53); // i64.lt_s
-      out.byte(0x0d); // br_if $S
-      out.byte(0x01);
-      return;
-    }
     if (fromGlobal) {
       out.byte(0x23); // global.get fuel
       out.bytes(this.fuelGlobalLeb);
