@@ -25,6 +25,8 @@ export interface GuestRunnerOptions {
   /** Bounds of the shared rings. Input messages larger than the input ring's room wait (write returns false). */
   inputRingBytes?: number;
   logRingBytes?: number;
+  /** Outputs and frames the worker may post before waiting for this thread to handle them. Default 1024. */
+  inFlightMax?: number;
 }
 
 export interface RunnerResult {
@@ -43,6 +45,7 @@ export interface GuestRunnerEvents {
 }
 
 const RING_BYTES_DEFAULT = 1 << 20;
+const IN_FLIGHT_MAX_DEFAULT = 1024;
 
 /** Where the bundled worker lives: next to dist/index.js, or in dist/ when running from the TypeScript sources. */
 function workerPath(): string {
@@ -61,6 +64,7 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
   private readonly input: SharedRing;
   private readonly interrupts: SharedRing;
   private readonly log: SharedRing | undefined;
+  private readonly inFlight: Int32Array;
 
   constructor(options: GuestRunnerOptions) {
     super();
@@ -70,7 +74,11 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     this.input = new SharedRing(inputRing);
     this.interrupts = new SharedRing(interruptRing);
     this.log = logRing ? new SharedRing(logRing) : undefined;
+    const inFlight = new SharedArrayBuffer(4);
+    this.inFlight = new Int32Array(inFlight);
     const init: WorkerInit = {
+      inFlight,
+      inFlightMax: options.inFlightMax ?? IN_FLIGHT_MAX_DEFAULT,
       module: options.module,
       mode: options.mode,
       inputRing,
@@ -87,6 +95,10 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     this.worker = new Worker(workerPath(), { workerData: init });
     this.done = new Promise<RunnerResult>((resolve, reject) => {
       this.worker.on('message', (m: WorkerMessage) => {
+        if (m.t === 'frame' || m.t === 'send' || m.t === 'log') {
+          Atomics.sub(this.inFlight, 0, 1);
+          Atomics.notify(this.inFlight, 0);
+        }
         switch (m.t) {
           case 'send':
             return void this.emit('send', m.session, m.bytes, m.seq);
@@ -139,6 +151,11 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
   /** Replay: the log ends here; the guest stops (or goes live) when it has replayed it all. */
   endLog(): void {
     this.log?.close();
+  }
+
+  /** Outputs and frames posted by the worker and not yet handled here (at most `inFlightMax`). */
+  get inFlightNow(): number {
+    return Atomics.load(this.inFlight, 0);
   }
 
   get logRingMessageMax(): number {

@@ -22,6 +22,10 @@ export interface WorkerInit {
   atLogEnd: 'stop' | 'go-live';
   cpuId?: number;
   entry: string;
+  /** Int32Array[1] shared with the runner: messages posted and not yet handled by the main thread. */
+  inFlight: SharedArrayBuffer;
+  /** The worker waits (the guest with it) while this many messages are in flight: bounded memory. */
+  inFlightMax: number;
 }
 
 export type WorkerMessage =
@@ -71,7 +75,19 @@ class RingSource implements EntrySource {
 function main(): void {
   const init = workerData as WorkerInit;
   const port = parentPort!;
-  const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+  const inFlight = new Int32Array(init.inFlight);
+  // Outputs and frames wait for the main thread once inFlightMax are queued: a host whose event loop
+  // falls behind slows the guest down instead of growing the message queue without bound.
+  const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => {
+    if (m.t === 'frame' || m.t === 'send' || m.t === 'log') {
+      // This thread is the only one adding, so once below the bound, adding one keeps it within.
+      for (let n = Atomics.load(inFlight, 0); n >= init.inFlightMax; n = Atomics.load(inFlight, 0)) {
+        Atomics.wait(inFlight, 0, n, 100);
+      }
+      Atomics.add(inFlight, 0, 1);
+    }
+    port.postMessage(m, transfer);
+  };
   let sink: (EntrySink & { flush(): void }) | undefined;
   let file: LogFileWriter | undefined;
   // 'live' goes out as soon as the replay has taken the last entry of a closed log (the guest records from

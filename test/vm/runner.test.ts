@@ -93,4 +93,26 @@ describe('GuestRunner', () => {
     expect(replayed.icount).toBe(recorded.icount);
     expect(Buffer.from(replayed.stateHash)).toEqual(Buffer.from(recorded.stateHash));
   });
+
+  it('a busy main thread makes the worker wait: outputs in flight never exceed inFlightMax, none is lost', async () => {
+    const CHATTY = `(module (import "ft" "send" (func $send (param i32 i32 i32))) (memory (export "memory") 1)
+      (func (export "_start") (local $i i32)
+        (loop $l (i32.store (i32.const 0) (local.get $i)) (call $send (i32.const 1) (i32.const 0) (i32.const 4))
+          (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))))`;
+    const runner = new GuestRunner({ module: new WebAssembly.Module(instrument(await wat(CHATTY))), mode: 'record', streamFrames: true, inFlightMax: 4 });
+    const seen: number[] = [];
+    let inFlightWhileBusy = -1;
+    runner.on('send', (_s, bytes) => {
+      if (seen.length === 0) {
+        const until = Date.now() + 150; // the main thread is busy: the worker must stop and wait
+        while (Date.now() < until);
+        inFlightWhileBusy = runner.inFlightNow;
+      }
+      seen.push(new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true));
+    });
+    await runner.done;
+    expect(inFlightWhileBusy).toBeGreaterThan(0);
+    expect(inFlightWhileBusy).toBeLessThanOrEqual(4);
+    expect(seen).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+  });
 });
