@@ -1,23 +1,17 @@
 // `npm start`: the main job on an embedded default. A primary and a backup of the key-value guest on
 // loopback (file arbiter in a temporary directory), a client load with a progress line, a kill -9 of the
 // primary midway, then the failover time and the client's verdict.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { guestDir } from './demo.ts';
+import { freePort, spawnCli, stopCli, until as untilMs, type CliProcess } from './procs.ts';
+
 
 const STEP_MS_MAX = 20_000;
-
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
-}
+const until = (cond: () => boolean, what: string): Promise<void> => untilMs(cond, what, STEP_MS_MAX);
 
 /** dist/cli.js: this file is bundled into it, or sits two levels below the repository root. */
 function cliPath(): string {
@@ -28,80 +22,52 @@ function cliPath(): string {
   throw new Error('dist/cli.js not found: run npm install');
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function run(cli: string, args: string[]): Proc {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  return { child, out: () => out, err: () => err, exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-}
-
-async function until(cond: () => boolean, what: string, timeout_ms = STEP_MS_MAX): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeout_ms) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 export async function failoverDemoCommand(opts: { sessions: string; requests: string }): Promise<void> {
   const cli = cliPath();
   const kv = join(guestDir(), 'kv.wasm');
   const dir = mkdtempSync(join(tmpdir(), 'ftwasm-demo-'));
   mkdirSync(join(dir, 'arbiter'));
   writeFileSync(join(dir, 'secret'), randomBytes(32).toString('hex'));
-  const procs: Proc[] = [];
+  const procs: CliProcess[] = [];
   // Each line overwrites the progress line (a terminal shows one moving counter).
   const say = (text: string): void => void process.stdout.write(`\r${text.padEnd(40)}\n`);
   try {
     const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
     const common = ['--arbiter', `file:${join(dir, 'arbiter')}`, '--secret-file', join(dir, 'secret')];
-    const primary = run(cli, ['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, ...common]);
+    const primary = spawnCli(cli, ['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, ...common]);
     procs.push(primary);
-    await until(() => primary.err().includes('ready in epoch 1'), 'the primary');
-    say(`primary  pid ${primary.child.pid}: kv guest, clients 127.0.0.1:${clientsP}, epoch 1`);
-    const backup = run(cli, ['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, ...common]);
+    await until(() => primary.stderr().includes('ready in epoch 1'), 'the primary');
+    say(`primary  pid ${primary.process.pid}: kv guest, clients 127.0.0.1:${clientsP}, epoch 1`);
+    const backup = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, ...common]);
     procs.push(backup);
-    await until(() => backup.err().includes('connected to the primary'), 'the backup');
-    say(`backup   pid ${backup.child.pid}: replaying the primary's log, clients 127.0.0.1:${clientsB}`);
+    await until(() => backup.stderr().includes('connected to the primary'), 'the backup');
+    say(`backup   pid ${backup.process.pid}: replaying the primary's log, clients 127.0.0.1:${clientsB}`);
     const sessions = Number(opts.sessions);
     const requests = Number(opts.requests);
     const total = sessions * requests;
-    const load = run(cli, ['load', '--servers', `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '2']);
+    const load = spawnCli(cli, ['load', '--servers', `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '2']);
     procs.push(load);
     say(`clients: ${sessions} sessions x ${requests} INCR requests, answered only after the backup has the log (output rule)`);
-    const progress = (): number => Number(/load: (\d+) responses/g.exec(load.err().split('\n').filter((l) => l.startsWith('load:')).at(-1) ?? '')?.[1] ?? 0);
+    const progress = (): number => Number(/load: (\d+) responses/g.exec(load.stderr().split('\n').filter((l) => l.startsWith('load:')).at(-1) ?? '')?.[1] ?? 0);
     const killAt = Math.floor(total * 0.4 / 100) * 100 || 100;
     const timer = setInterval(() => process.stdout.write(`\r  responses ${String(progress()).padStart(6)} / ${total}`), 100);
     await until(() => progress() >= killAt, `${killAt} responses`);
     const killed = Date.now();
-    primary.child.kill('SIGKILL');
+    primary.process.kill('SIGKILL');
     process.stdout.write(`\r  responses ${String(progress()).padStart(6)} / ${total}\n`);
     say(`kill -9 of the primary after ${progress()} responses`);
-    await until(() => /LIVE as primary in epoch 2/i.test(backup.err()), 'the backup to take over');
+    await until(() => /LIVE as primary in epoch 2/i.test(backup.stderr()), 'the backup to take over');
     const failoverMs = Date.now() - killed;
     say(`backup won epoch 2 from the arbiter and went live ${failoverMs} ms after the kill`);
     const code = await Promise.race([load.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000))]);
     clearInterval(timer);
     process.stdout.write(`\r  responses ${String(total).padStart(6)} / ${total}\n`);
-    const verdict = load.out().trim().split('\n').at(-1) ?? '';
+    const verdict = load.stdout().trim().split('\n').at(-1) ?? '';
     say(`client verdict: ${verdict}`);
-    say(code === 0 ? 'every reply arrived exactly once and in order across the failover.' : `the load failed (${String(code)}): ${load.err().slice(-500)}`);
+    say(code === 0 ? 'every reply arrived exactly once and in order across the failover.' : `the load failed (${String(code)}): ${load.stderr().slice(-500)}`);
     if (code !== 0) process.exitCode = 1;
   } finally {
-    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    await Promise.all(procs.map((p) => stopCli(p)));
     rmSync(dir, { recursive: true, force: true });
   }
 }

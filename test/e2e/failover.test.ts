@@ -2,57 +2,26 @@
 // with SIGKILL midway. Every request must be answered exactly once and in order, by whichever node is
 // primary, and the backup must have gone live in a new epoch won from the file arbiter.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, spawnCli, stopCli, until as untilMs, type CliProcess } from '../../host/cli/procs.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 const cli = join(root, 'dist/cli.js');
 const kv = join(root, 'build/guest/kv.wasm');
 const WAIT_MS_MAX = 20_000;
 
-const children: ChildProcess[] = [];
+const children: CliProcess[] = [];
 let dir = '';
 
-interface Child {
-  process: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function ftwasm(args: string[]): Child {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function ftwasm(args: string[]): CliProcess {
+  const child = spawnCli(cli, args);
   children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { process: child, stdout: () => out, stderr: () => err, exited };
+  return child;
 }
 
-/** A port nobody listens on right now (bound to 0, then released). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address() as net.AddressInfo;
-      server.close(() => resolve(address.port));
-    });
-  });
-}
-
-async function until(cond: () => boolean, what: string, timeout_ms = WAIT_MS_MAX): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeout_ms) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (cond: () => boolean, what: string, timeout_ms = WAIT_MS_MAX): Promise<void> => untilMs(cond, what, timeout_ms);
 
 beforeAll(() => {
   expect(existsSync(cli), 'dist/cli.js is built by npm install / npm test').toBe(true);
@@ -62,7 +31,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await Promise.all(children.map((child) => stopCli(child)));
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -2,57 +2,27 @@
 // run must end with every request answered exactly once and in order, and the backup live in epoch 2.
 // Runs: FTWASM_KILL_RUNS (default 20); each run is bounded in time, the whole file too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rng } from '../net/support.ts';
+import { freePort, spawnCli, stopCli, until as untilMs, type CliProcess } from '../../host/cli/procs.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 const cli = join(root, 'dist/cli.js');
 const kv = join(root, 'build/guest/kv.wasm');
 const WAIT_MS_MAX = 20_000;
 
-const children: ChildProcess[] = [];
+const children: CliProcess[] = [];
 let dir = '';
 
-interface Child {
-  process: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function ftwasm(args: string[]): Child {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function ftwasm(args: string[]): CliProcess {
+  const child = spawnCli(cli, args);
   children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { process: child, stdout: () => out, stderr: () => err, exited };
+  return child;
 }
 
-/** A port nobody listens on right now (bound to 0, then released). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address() as net.AddressInfo;
-      server.close(() => resolve(address.port));
-    });
-  });
-}
-
-async function until(cond: () => boolean, what: string, timeout_ms = WAIT_MS_MAX): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeout_ms) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (cond: () => boolean, what: string, timeout_ms = WAIT_MS_MAX): Promise<void> => untilMs(cond, what, timeout_ms);
 
 beforeAll(() => {
   expect(existsSync(cli), 'dist/cli.js is built by npm install / npm test').toBe(true);
@@ -61,7 +31,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await Promise.all(children.map((child) => stopCli(child)));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -70,26 +40,11 @@ const RUNS = Number(process.env.FTWASM_KILL_RUNS ?? 20);
 const SESSIONS = 3;
 const REQUESTS = 200;
 
-function seeded(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
-
-const stop = async (child: Child): Promise<void> => {
-  if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
-  await Promise.race([child.exited, new Promise((r) => setTimeout(r, 5_000))]);
-};
-
 describe('kill -9 of the primary at random moments', () => {
   it(`${RUNS} runs: every verdict all zeros, the backup live in epoch 2 each time`, { timeout: 60_000 + RUNS * 15_000 }, async () => {
     const seed = process.env.FTWASM_SEED ? Number(process.env.FTWASM_SEED) : (Math.random() * 2 ** 31) | 0;
     console.log(`[kills] seed ${seed} (rerun with FTWASM_SEED=${seed})`);
-    const random = seeded(seed);
+    const random = rng(seed);
     const failovers: number[] = [];
     for (let run = 0; run < RUNS; run++) {
       const runDir = join(dir, `run-${run}`);
@@ -118,8 +73,8 @@ describe('kill -9 of the primary at random moments', () => {
         const verdict = JSON.parse(load.stdout().trim().split('\n').at(-1)!);
         expect(verdict, `run ${run}`).toEqual({ sent: SESSIONS * REQUESTS, responses: SESSIONS * REQUESTS, lost: 0, duplicated: 0, out_of_order: 0 });
       } finally {
-        await stop(primary);
-        await stop(backup);
+        await stopCli(primary);
+        await stopCli(backup);
       }
     }
     const sorted = [...failovers].sort((a, b) => a - b);
