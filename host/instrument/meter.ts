@@ -9,8 +9,10 @@
 //   `br_if`, `br_table`, `return`, `unreachable`; every call (`call`, `call_indirect`, `return_call*`).
 //   `block` does not start one: control can only fall into it.
 // - A segment's whole cost is charged when it is entered, before its first instruction runs. Hence
-//   icount = sum of the costs of segments entered; it equals the number of instructions executed, except
-//   after a trap, where the rest of the trapping segment has been charged as well.
+//   icount = sum of the costs of segments entered; at every call, exit and check point it equals the
+//   number of instructions executed (a prepaid loop header, below, is charged earlier on the way to it,
+//   with no call in between, so nothing can see the difference). After a trap the global holds the fuel
+//   as of the last call or exit.
 // - Checks (fuel < 0 => call `ftwasm.fuel_exhausted`) sit right after the charge of the first segment of
 //   the function and of the first segment of every loop body. Every segment costs at least 1, so two
 //   successive checks never see the same icount: an icount names at most one check point.
@@ -71,6 +73,7 @@ export interface MeterStats {
 const F_WRAP_OPEN = 1; // a loop whose exhaustion path is moved out of it
 const F_WRAP_CLOSE = 2; // the `end` of such a loop
 const F_RELABEL = 4; // a branch whose label indices grow by the wrapper blocks it crosses
+const F_EDGE = 8; // a br_if back to a wrapped loop: if the header is prepaid, the taken edge pays it
 
 /** Blocks injected around a loop: $X (exit with the loop's results), $R (re-entry), $S (slow path). */
 const WRAP_LABELS = 3;
@@ -109,6 +112,14 @@ export class Meter {
   private labels = new Int32Array(1024);
   private frameWrapped = new Uint8Array(1024);
   private frameHeaderSegment = new Int32Array(1024);
+  private framePrepayable = new Uint8Array(1024);
+  // Per segment: a wrapped loop's header (1); its header is prepaid on every edge into it (1); the header
+  // segment a segment's closing `br` prepays, or -1.
+  private segHeader = new Uint8Array(1024);
+  private segPrepaid = new Uint8Array(1024);
+  private segPrepays = new Int32Array(1024);
+  private segMerged = new Uint8Array(1024); // a prepaid header whose fall-in charge rides on the segment before it
+  private edgeHeader = new Int32Array(1024); // per F_EDGE instruction: the header segment of its target loop
   private wrappedBelow = new Int32Array(1025); // wrappedBelow[k]: wrapped loops among frame levels 0..k-1
   private readonly fuelGlobalLeb: Uint8Array;
   private readonly exhaustedLeb: Uint8Array;
@@ -130,6 +141,12 @@ export class Meter {
     this.costs = new Float64Array(cap);
     this.frameWrapped = new Uint8Array(cap);
     this.frameHeaderSegment = new Int32Array(cap);
+    this.framePrepayable = new Uint8Array(cap);
+    this.segHeader = new Uint8Array(cap);
+    this.segPrepaid = new Uint8Array(cap);
+    this.segPrepays = new Int32Array(cap);
+    this.segMerged = new Uint8Array(cap);
+    this.edgeHeader = new Int32Array(cap);
     this.wrappedBelow = new Int32Array(cap + 1);
   }
 
@@ -184,15 +201,32 @@ export class Meter {
   private scan(r: ByteReader, localCount: number): number {
     const { typeCount, funcCount, globalCount, typeParams } = this.ctx;
     this.ensure(r.end - r.pos + 1);
-    const { starts, kinds, flags, aux, costs, frameWrapped, frameHeaderSegment, wrappedBelow } = this;
+    const { starts, kinds, flags, aux, costs, frameWrapped, frameHeaderSegment, wrappedBelow, framePrepayable, segHeader, segPrepaid, segPrepays, segMerged, edgeHeader } = this;
     let n = 0;
     let segment = 0;
     let cost = 0;
     let depth = 0;
     let labelAt = 0;
     wrappedBelow[0] = 0;
+    segHeader[0] = 0;
+    segPrepaid[0] = 0;
+    segPrepays[0] = -1;
+    segMerged[0] = 0;
+    // A branch to a wrapped loop's label: an unconditional `br` from a plainly charged segment can prepay the
+    // header with that segment's charge; a `br_if` pays it on its taken edge (F_EDGE); anything else
+    // (br_table, a `br` from a segment with a check) means the header charges itself.
+    const branchToLoop = (label: number, op: number): void => {
+      const level = depth - 1 - label;
+      if (level < 0 || !frameWrapped[level]) return;
+      if (op === 0x0c && segment !== 0 && !segHeader[segment]) segPrepays[segment] = frameHeaderSegment[level]!;
+      else if (op === 0x0d) {
+        flags[n]! |= F_EDGE;
+        edgeHeader[n] = frameHeaderSegment[level]!;
+      } else framePrepayable[level] = 0;
+    };
     const open = (wrapped: boolean): void => {
       frameWrapped[depth] = wrapped ? 1 : 0;
+      framePrepayable[depth] = wrapped ? 1 : 0;
       frameHeaderSegment[depth] = segment + 1; // the segment the loop's header starts (after this one ends)
       wrappedBelow[depth + 1] = wrappedBelow[depth]! + (wrapped ? 1 : 0);
       depth++;
@@ -230,6 +264,14 @@ export class Meter {
             if (frameWrapped[depth]) {
               flags[n] = F_WRAP_CLOSE;
               aux[n] = frameHeaderSegment[depth]!;
+              const header = frameHeaderSegment[depth]!;
+              segPrepaid[header] = framePrepayable[depth]!;
+              // The segment that falls into the loop pays the header with its own charge, unless it holds a
+              // check itself (function entry, another loop's header): then the fall-in edge charges alone,
+              // so two successive checks still never see the same icount.
+              const fallIn = header - 1;
+              segMerged[header] = framePrepayable[depth] && fallIn > 0 && !segHeader[fallIn] ? 1 : 0;
+              if (segMerged[header]) costs[fallIn]! += costs[header]!;
             }
           }
           break;
@@ -246,6 +288,7 @@ export class Meter {
           kind = label === depth ? K_EXIT : K_BRANCH;
           aux[n] = labelAt;
           labelAt = this.relabel(n, label, depth, labelAt);
+          branchToLoop(label, op);
           break;
         }
         case 0x0e: {
@@ -261,6 +304,7 @@ export class Meter {
             if (label > depth) r.fail(`branch depth ${label} out of range (${depth} enclosing blocks)`, at);
             if (label === depth) kind = K_EXIT;
             labelAt = this.relabel(n, label, depth, labelAt);
+            branchToLoop(label, 0x0e);
           }
           break;
         }
@@ -307,6 +351,10 @@ export class Meter {
       if (endsSegment(kind)) {
         costs[segment++] = cost;
         cost = 0;
+        segHeader[segment] = kind === K_LOOP && flags[n - 1]! & F_WRAP_OPEN ? 1 : 0;
+        segPrepaid[segment] = 0;
+        segPrepays[segment] = -1;
+        segMerged[segment] = 0;
       } else if (kind === K_FINAL_END) {
         costs[segment++] = cost;
         break;
@@ -314,6 +362,11 @@ export class Meter {
     }
     starts[n] = r.pos;
     if (r.pos !== r.end) r.fail('bytes after the final end of a function body');
+    // A prepaid header is charged on the edges into it: its back-edge sources add its cost to their own.
+    for (let s = 0; s < segment; s++) {
+      const header = segPrepays[s]!;
+      if (header >= 0 && segPrepaid[header]) costs[s]! += costs[header]!;
+    }
     return n;
   }
 
@@ -337,8 +390,18 @@ export class Meter {
       if (charge || sync || flag & F_WRAP_OPEN) {
         out.bytes(buf, run, start);
         run = start;
-        if (charge) this.emitCharge(previous, previousFlags, costs[segment++]!, fuelLocal, out);
+        if (charge) this.emitCharge(previous, previousFlags, segment++, fuelLocal, out);
         if (sync) this.emitSync(fuelLocal, out);
+        if (flag & F_WRAP_OPEN && this.segPrepaid[segment] && !this.segMerged[segment]) {
+          // the header's charge on the edge falling into the loop (once per entry, not per iteration)
+          out.byte(0x20);
+          out.bytes(fuelLocal);
+          out.byte(0x42);
+          out.sInt(costs[segment]!);
+          out.byte(0x7d);
+          out.byte(0x21);
+          out.bytes(fuelLocal);
+        }
         if (flag & F_WRAP_OPEN) {
           out.byte(0x02); // block $X with the loop's block type (it has no parameters)
           out.bytes(buf, start + 1, end);
@@ -353,6 +416,11 @@ export class Meter {
         out.byte(buf[start]!);
         out.u32(this.ctx.remapFunc(readCheckedU32(buf, start + 1)));
         run = end;
+      } else if (flag & F_EDGE && this.segPrepaid[this.edgeHeader[i]!]) {
+        out.bytes(buf, run, start);
+        const label = flag & F_RELABEL ? this.labels[aux[i]!]! : readCheckedU32(buf, start + 1);
+        this.emitEdgeCharge(label, costs[this.edgeHeader[i]!]!, fuelLocal, out);
+        run = end;
       } else if (flag & F_RELABEL) {
         out.bytes(buf, run, start);
         this.emitRelabelled(buf[start]!, aux[i]!, out);
@@ -360,7 +428,7 @@ export class Meter {
       }
       if (flag & F_WRAP_CLOSE) {
         out.bytes(buf, run, end);
-        this.emitLoopTail(costs[aux[i]!]!, fuelLocal, out);
+        this.emitLoopTail(this.segPrepaid[aux[i]!] ? 0 : costs[aux[i]!]!, fuelLocal, out);
         run = end;
       }
       previous = kind;
@@ -379,6 +447,22 @@ export class Meter {
     for (let i = 0; i <= count; i++) out.u32(labels[at + 1 + i]!);
   }
 
+  /** `br_if $L` to a prepaid loop header: `if charge; br $L end`, so only the taken edge pays the header. */
+  private emitEdgeCharge(label: number, headerCost: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+    out.byte(0x04); // if (the br_if's condition)
+    out.byte(0x40);
+    out.byte(0x20); // local.get fuel
+    out.bytes(fuelLocal);
+    out.byte(0x42); // i64.const header cost
+    out.sInt(headerCost);
+    out.byte(0x7d); // i64.sub
+    out.byte(0x21); // local.set fuel
+    out.bytes(fuelLocal);
+    out.byte(0x0c); // br $L, one label further out from inside the `if`
+    out.u32(label + 1);
+    out.byte(0x0b); // end if
+  }
+
   /** After a wrapped loop's `end`: leave with its results, or run the slow path and enter it again. */
   private emitLoopTail(headerCost: number, fuelLocal: Uint8Array, out: ByteWriter): void {
     out.byte(0x0c); // br $X
@@ -389,9 +473,11 @@ export class Meter {
     out.bytes(this.exhaustedLeb);
     out.byte(0x23); // global.get fuel: the host may have refilled it
     out.bytes(this.fuelGlobalLeb);
-    out.byte(0x42); // + the header's charge, which entering the loop again takes anew
-    out.sInt(headerCost);
-    out.byte(0x7c); // i64.add
+    if (headerCost !== 0) {
+      out.byte(0x42); // + the header's charge, which entering the loop again takes anew
+      out.sInt(headerCost);
+      out.byte(0x7c); // i64.add
+    }
     out.byte(0x21); // local.set fuel
     out.bytes(fuelLocal);
     out.byte(0x0c); // br $R
@@ -402,9 +488,22 @@ export class Meter {
   }
 
   /** The charge at a segment start; `previous` is the kind that ended the last segment (-1 at entry). */
-  private emitCharge(previous: number, previousFlags: number, cost: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+  private emitCharge(previous: number, previousFlags: number, segment: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+    const cost = this.costs[segment]!;
     const fromGlobal = previous === -1 || previous === K_CALL || previous === K_CALL_INDIRECT;
     const check = previous === -1 || previous === K_LOOP;
+    if (check && previousFlags & F_WRAP_OPEN && this.segPrepaid[segment]) {
+      // prepaid header: every edge into it already charged it; only the check remains
+      this.stats.checks++;
+      out.byte(0x20); // local.get fuel
+      out.bytes(fuelLocal);
+      out.byte(0x42); // i64.const 0
+      out.byte(0x00);
+      out.byte(0x53); // i64.lt_s
+      out.byte(0x0d); // br_if $S
+      out.byte(0x01);
+      return;
+    }
     if (fromGlobal) {
       out.byte(0x23); // global.get fuel
       out.bytes(this.fuelGlobalLeb);
