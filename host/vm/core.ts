@@ -101,6 +101,13 @@ export class GuestCore {
   private inInterrupt = false;
   private nextCheckpoint: bigint;
   private lastSeq = 0;
+  /**
+   * clock_mono continues across a failover: the last value the guest saw (replayed or recorded), and what
+   * is added to this host's monotonic clock once a replay goes live, so the guest's clock resumes where
+   * the log left it instead of jumping to another machine's uptime (backwards, or days ahead).
+   */
+  private lastMono = -1n;
+  private monoOffset = 0n;
   private readonly slice: bigint;
   private readonly checkpointEvery: bigint;
   private sinkResolved: EntrySink | undefined;
@@ -296,6 +303,7 @@ export class GuestCore {
   /** The log has no next entry: stop the guest, or become the recorder from here on. */
   private logEnded(): void {
     if (this.options.atLogEnd !== 'go-live') throw new LogEnded();
+    if (this.lastMono >= 0n) this.monoOffset = this.lastMono - this.options.world!.clockMono();
     this.mode = 'record';
     this.rearm();
   }
@@ -359,16 +367,25 @@ export class GuestCore {
     const clock = (kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, read: () => bigint) => (): bigint => {
       if (this.mode === 'replay') {
         const e = this.replayed(kind);
-        if (e) return e.payload as bigint;
+        if (e) {
+          if (kind === EntryKind.CLOCK_MONO) this.lastMono = e.payload as bigint;
+          return e.payload as bigint;
+        }
       }
       const value = read();
       this.lastSeq = this.sink().appendClock(kind, this.icountFast(), value);
       return value;
     };
+    const mono = (): bigint => {
+      let value = world().clockMono() + this.monoOffset;
+      if (value < this.lastMono) value = this.lastMono; // never backwards, whatever the host clock does
+      this.lastMono = value;
+      return value;
+    };
     const world = (): World => this.options.world!;
     const ft = {
       clock_now: clock(EntryKind.CLOCK_NOW, () => world().clockNow()),
-      clock_mono: clock(EntryKind.CLOCK_MONO, () => world().clockMono()),
+      clock_mono: clock(EntryKind.CLOCK_MONO, mono),
       random_fill: (ptr: number, len: number): void => this.randomFill(ptr >>> 0, len >>> 0),
       cpu_id: (): number => this.simple(EntryKind.CPU_ID, () => world().cpuId()) as number,
       recv: (ptr: number, cap: number, timeoutMs: number): number => this.recv(ptr >>> 0, cap >>> 0, timeoutMs),

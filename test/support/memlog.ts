@@ -5,16 +5,21 @@ import type { EntrySink, World } from '../../host/vm/core.ts';
 
 export class MemorySink implements EntrySink {
   readonly entries: LogEntry[] = [];
+  /** `firstSeq`: where the log goes on (a replay that went live continues its log). */
+  constructor(private readonly firstSeq = 1) {}
+  private get next(): number {
+    return this.firstSeq + this.entries.length;
+  }
   append(entry: LogEntry): number {
-    if (entry.seq !== this.entries.length + 1) throw new Error(`seq ${entry.seq} out of order`);
+    if (entry.seq !== this.next) throw new Error(`seq ${entry.seq} out of order`);
     this.entries.push(entry);
     return entry.seq;
   }
   appendClock(kind: typeof EntryKind.CLOCK_NOW | typeof EntryKind.CLOCK_MONO, icount: bigint | number, ns: bigint): number {
-    return this.append({ seq: this.entries.length + 1, kind, icount: BigInt(icount), payload: ns } as LogEntry);
+    return this.append({ seq: this.next, kind, icount: BigInt(icount), payload: ns } as LogEntry);
   }
   appendRandom(icount: bigint | number, bytes: Uint8Array): number {
-    return this.append({ seq: this.entries.length + 1, kind: EntryKind.RANDOM, icount: BigInt(icount), payload: bytes.slice() });
+    return this.append({ seq: this.next, kind: EntryKind.RANDOM, icount: BigInt(icount), payload: bytes.slice() });
   }
 }
 

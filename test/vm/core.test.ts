@@ -142,6 +142,34 @@ describe('record then replay', () => {
   });
 });
 
+describe('going live at the end of a replay', () => {
+  /** The clock_mono value in the echo guest's second reply to the i-th message (bytes 8..16 of 28). */
+  const monoOf = (sent: string): bigint => Buffer.from(sent.split(':')[2]!, 'hex').readBigInt64LE(8);
+
+  it('clock_mono resumes from the last logged value, not from the new host\'s clock (backwards or far ahead)', async () => {
+    const rec = await record(ECHO, new ScriptedWorld(11, [message(1, 'a'), message(1, 'b')]));
+    // The backup has the log up to the second message's RECV (not included): it replays the first reply.
+    const cut = rec.entries.findIndex((e, i) => e.kind === EntryKind.RECV && i > 0);
+    const lastLogged = monoOf(rec.out.sent[1]!);
+    for (const hostMono of [5n, lastLogged * 1000n]) {
+      let t = hostMono;
+      const base = new ScriptedWorld(12, [message(1, 'c')]);
+      const world = Object.assign(Object.create(base) as ScriptedWorld, { clockMono: () => (t += 7n) });
+      const out = outputs();
+      const sink = new MemorySink(cut + 1);
+      const guest = new GuestCore({ module: rec.module, mode: 'replay', source: new ArraySource(rec.entries.slice(0, cut)), world, sink, outputs: out.sink, atLogEnd: 'go-live' });
+      const result = guest.run();
+      expect(result.exit).toBe('returned');
+      expect(monoOf(out.sent[1]!)).toBe(lastLogged); // replayed
+      const live = monoOf(out.sent[3]!); // recorded after going live
+      expect(live, `host clock at ${hostMono}`).toBeGreaterThanOrEqual(lastLogged);
+      expect(live - lastLogged, `host clock at ${hostMono}: no jump`).toBeLessThan(1000n);
+      // and what the live guest recorded is the value it saw
+      expect(sink.entries.find((e) => e.kind === EntryKind.CLOCK_MONO)!.payload).toBe(live);
+    }
+  });
+});
+
 describe('interrupts at exact instruction counts', () => {
   it('random interrupt schedules and slices replay at identical icounts and states (property)', async () => {
     const module = new WebAssembly.Module(instrument(await wat(TICKER)));
