@@ -2,39 +2,27 @@
 // run must end with every request answered exactly once and in order, and the backup live in epoch 2.
 // Runs: FTWASM_KILL_RUNS (default 20); each run is bounded in time, the whole file too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
-import { freePort, spawnCli, stopCli, until as untilMs, type CliProcess } from '../../host/cli/procs.ts';
+import { freePort, stopCli } from '../../host/cli/procs.ts';
+import { Children, allAnswered, kv, loadVerdict, scratch, until } from './support.ts';
 
-const root = new URL('../..', import.meta.url).pathname;
-const cli = join(root, 'dist/cli.js');
-const kv = join(root, 'build/guest/kv.wasm');
-const WAIT_MS_MAX = 20_000;
-
-const children: CliProcess[] = [];
+const children = new Children();
 let dir = '';
-
-function ftwasm(args: string[]): CliProcess {
-  const child = spawnCli(cli, args);
-  children.push(child);
-  return child;
-}
-
-const until = (cond: () => boolean, what: string, timeout_ms = WAIT_MS_MAX): Promise<void> => untilMs(cond, what, timeout_ms);
+let secret = '';
+let remove = (): void => undefined;
 
 beforeAll(() => {
-  expect(existsSync(cli), 'dist/cli.js is built by npm install / npm test').toBe(true);
-  dir = mkdtempSync(join(tmpdir(), 'ftwasm-kills-'));
-  writeFileSync(join(dir, 'secret'), 'e2e shared secret, 32 bytes long\n');
+  ({ dir, secret, remove } = scratch('kills'));
 });
 
 afterAll(async () => {
-  await Promise.all(children.map((child) => stopCli(child)));
-  rmSync(dir, { recursive: true, force: true });
+  await children.stopAll();
+  remove();
 });
 
+const ftwasm = (args: string[]) => children.ftwasm(args);
 
 const RUNS = Number(process.env.FTWASM_KILL_RUNS ?? 20);
 const SESSIONS = 3;
@@ -51,7 +39,6 @@ describe('kill -9 of the primary at random moments', () => {
       mkdirSync(join(runDir, 'arbiter'), { recursive: true });
       const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
       const arbiter = `file:${join(runDir, 'arbiter')}`;
-      const secret = join(dir, 'secret');
       const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret]);
       const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret]);
       try {
@@ -68,10 +55,9 @@ describe('kill -9 of the primary at random moments', () => {
           throw new Error(`${error.message}\nbackup said:\n${backup.stderr().slice(-3000)}\nprimary said:\n${primary.stderr().slice(-1500)}`);
         });
         failovers.push(Date.now() - killedAt);
-        const code = await Promise.race([load.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 40_000))]);
+        const { code, verdict } = await loadVerdict(load, 40_000);
         expect(code, `run ${run} (kill after ${hundreds * 100} replies): ${load.stderr().slice(-2000)}`).toBe(0);
-        const verdict = JSON.parse(load.stdout().trim().split('\n').at(-1)!);
-        expect(verdict, `run ${run}`).toEqual({ sent: SESSIONS * REQUESTS, responses: SESSIONS * REQUESTS, lost: 0, duplicated: 0, out_of_order: 0 });
+        expect(verdict, `run ${run}`).toEqual(allAnswered(SESSIONS * REQUESTS));
       } finally {
         await stopCli(primary);
         await stopCli(backup);
