@@ -1,6 +1,8 @@
 // Benchmark of the fuel meter: how much slower an instrumented guest runs than the plain one, next to the
-// existing JS tool wasm-metering (ewasm), and how fast `instrument` itself is. All ratios are measured in
-// this one process run, with the variants of a guest interleaved so that drift hits them alike.
+// existing JS tool wasm-metering (ewasm), and how fast `instrument` itself is. Every ratio compares runs
+// made next to each other in one process, the variants of a guest interleaved so that drift hits them alike;
+// each guest is measured in several fresh processes (--child) and their rounds are pooled. Times are CPU
+// time of the process, so other load on the machine inflates them less than wall time (kept beside them).
 //
 //   node --expose-gc bench/instrument.mjs [--quick]
 //
@@ -11,6 +13,8 @@ import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 
 import { createRequire } from 'node:module';
 import { join, basename } from 'node:path';
 import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const require = createRequire(import.meta.url);
@@ -22,9 +26,12 @@ const quick = process.argv.includes('--quick');
 // Limits of the run. Warm-up rounds let V8 tier every variant up to TurboFan (a wasm function that is
 // running does not switch tiers; the next call does), then every round times each variant once.
 const WARMUP_ROUNDS = quick ? 1 : 2;
-const SAMPLE_ROUNDS = quick ? 3 : 21;
+// Each guest is measured in PROCESSES fresh processes (V8 places and compiles code anew in each, which moves
+// a tight loop's speed by several percent either way), SAMPLE_ROUNDS rounds each; rounds are pooled.
+const PROCESSES = quick ? 1 : 3;
+const SAMPLE_ROUNDS = quick ? 3 : 7;
 // wasm-metering runs ~10x slower; it takes part in the first rounds only.
-const METERED_SAMPLE_ROUNDS = quick ? 2 : 5;
+const METERED_SAMPLE_ROUNDS = 2;
 // Instrumenting a small guest takes well under a millisecond: time batches for at least this long.
 const INSTRUMENT_BATCH_MS = quick ? 100 : 400;
 const INSTRUMENT_SAMPLES = quick ? 3 : 7;
@@ -144,20 +151,27 @@ function runOnce(variant, instance, counters) {
   const fuel = instance.exports.ftwasm_fuel;
   const fuelBefore = variant === 'ftwasm' ? fuel.value : 0n;
   const gasBefore = counters.gas;
+  // CPU time of this process, not wall time: on a shared 2-core machine a run that is descheduled for a
+  // while would otherwise count the wait (wall time is kept beside it). Garbage was collected just before,
+  // and tier-up finished in the warm-up rounds, so V8's background threads are idle here.
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const checksum = instance.exports.run();
-  const ms = performance.now() - t0;
-  const sample = { ms, checksum };
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
+  const sample = { ms: (cpu.user + cpu.system) / 1000, wallMs, checksum };
   if (variant === 'ftwasm') sample.icount = fuelBefore - fuel.value;
   if (variant === 'metering') sample.gas = counters.gas - gasBefore;
   return sample;
 }
 
-async function benchGuest(guest) {
+/** One process's share: the rounds of one guest, raw (runs in a child process, see main). */
+async function measureGuest(guest) {
   const { modules, instances, counters } = await instantiateVariants(guest.bytes);
   // One entry per timed round: { plain, ftwasm, metering? } in ms. Ratios are taken within a round (the
   // runs being compared sat next to each other in time), then the median over rounds.
   const rounds = [];
+  const wallRounds = [];
   const checksums = [];
   const counts = { icount: new Set(), gas: new Set() };
   for (let round = 0; round < WARMUP_ROUNDS + SAMPLE_ROUNDS; round++) {
@@ -165,6 +179,7 @@ async function benchGuest(guest) {
     const meteredRound = round < WARMUP_ROUNDS + METERED_SAMPLE_ROUNDS;
     const order = VARIANTS.filter((v) => v !== 'metering' || meteredRound);
     const times = {};
+    const walls = {};
     // Rotate the order each round so no variant always runs first (or right after the slow one).
     for (let i = 0; i < order.length; i++) {
       const variant = order[(i + round) % order.length];
@@ -173,8 +188,12 @@ async function benchGuest(guest) {
       if (s.icount !== undefined) counts.icount.add(s.icount.toString());
       if (s.gas !== undefined) counts.gas.add(s.gas);
       times[variant] = s.ms;
+      walls[variant] = s.wallMs;
     }
-    if (warm) rounds.push(times);
+    if (warm) {
+      rounds.push(times);
+      wallRounds.push(walls);
+    }
     // Give background TurboFan compilation a moment after the first calls of every variant.
     else await sleep(50);
     process.stderr.write('.');
@@ -185,9 +204,41 @@ async function benchGuest(guest) {
   }
   if (counts.icount.size !== 1) throw new Error(`${guest.name}: icount differs between runs: ${[...counts.icount]}`);
   if (counts.gas.size !== 1) throw new Error(`${guest.name}: wasm-metering gas differs between runs: ${[...counts.gas]}`);
+  return {
+    rounds,
+    wallRounds,
+    checksum: String(reference),
+    icount: [...counts.icount][0],
+    gas: [...counts.gas][0],
+    bytes: { plain: modules.plain.length, ftwasm: modules.ftwasm.length, metering: modules.metering.length },
+  };
+}
+
+/** Runs measureGuest for `name` in a fresh `node --expose-gc` process and returns what it printed. */
+function measureInChild(name) {
+  const args = ['--expose-gc', fileURLToPath(import.meta.url), '--child', name, ...(quick ? ['--quick'] : [])];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 15 * 60_000, stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`bench child for ${name} failed (status ${r.status}, signal ${r.signal})`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1));
+}
+
+/** Pools the rounds of every process that measured `name`, checks they agree, and takes the figures. */
+function summarizeGuest(name, parts) {
+  for (const p of parts) {
+    if (p.checksum !== parts[0].checksum || p.icount !== parts[0].icount || p.gas !== parts[0].gas) {
+      throw new Error(`${name}: processes disagree: ${JSON.stringify(parts.map((q) => [q.checksum, q.icount, q.gas]))}`);
+    }
+  }
+  const rounds = parts.flatMap((p) => p.rounds);
+  const wallRounds = parts.flatMap((p) => p.wallRounds);
+  const reference = parts[0].checksum;
+  const modules = { plain: { length: parts[0].bytes.plain }, ftwasm: { length: parts[0].bytes.ftwasm }, metering: { length: parts[0].bytes.metering } };
+  const counts = { icount: new Set([parts[0].icount]), gas: new Set([parts[0].gas]) };
+  const guest = { name };
   const samples = Object.fromEntries(VARIANTS.map((v) => [v, rounds.filter((r) => v in r).map((r) => r[v])]));
   const medianMs = Object.fromEntries(VARIANTS.map((v) => [v, median(samples[v])]));
   const pairedRatio = (v) => median(rounds.filter((r) => v in r).map((r) => r[v] / r.plain));
+  const perProcess = parts.map((p) => median(p.rounds.map((r) => r.ftwasm / r.plain)));
   const icount = BigInt([...counts.icount][0]);
   return {
     name: guest.name,
@@ -197,6 +248,13 @@ async function benchGuest(guest) {
     medianMs,
     // Median over rounds of (variant / plain in the same round): the figure reported.
     ratio: { ftwasm: pairedRatio('ftwasm'), metering: pairedRatio('metering') },
+    // The ftwasm ratio of each process alone: how far one process's code placement moves it.
+    processRatios: perProcess,
+    // The same on wall-clock time (the figures above are CPU time): they differ when the machine is busy.
+    wallRatio: {
+      ftwasm: median(wallRounds.map((r) => r.ftwasm / r.plain)),
+      metering: median(wallRounds.filter((r) => 'metering' in r).map((r) => r.metering / r.plain)),
+    },
     // Median variant time / median plain time: a cross-check.
     ratioOfMedians: { ftwasm: medianMs.ftwasm / medianMs.plain, metering: medianMs.metering / medianMs.plain },
     // wasm-metering overhead / ftwasm overhead for this guest; Infinity when ftwasm ran as fast or faster.
@@ -232,9 +290,9 @@ function timePerCall(fn) {
   const perCall = [];
   for (let s = 0; s < INSTRUMENT_SAMPLES; s++) {
     collectGarbage();
-    const t0 = performance.now();
+    const t0 = cpuMs();
     for (let i = 0; i < perBatch; i++) fn();
-    perCall.push((performance.now() - t0) / perBatch);
+    perCall.push((cpuMs() - t0) / perBatch);
   }
   return median(perCall);
 }
@@ -342,20 +400,29 @@ function syntheticModule(targetBytes) {
   return { bytes: out, functions: n };
 }
 
+/** CPU milliseconds this process has used (user + system): unlike wall time, not inflated by other load. */
+function cpuMs() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 function largeModule() {
   const { bytes, functions } = syntheticModule(LARGE_MODULE_BYTES);
   // The very first call pays for V8 compiling the instrumenter: that is what a CLI run sees.
-  let t0 = performance.now();
+  let t0 = cpuMs();
   const first = instrument(bytes);
-  const coldMs = performance.now() - t0;
+  const coldMs = cpuMs() - t0;
   if (!WebAssembly.validate(first)) throw new Error('instrumented synthetic module does not validate');
   const warmMs = [];
+  const wallMs = [];
   // No forced GC between samples: a full gc() here makes V8 re-warm the instrumenter (samples doubled to
   // 100-180 ms), which no library user sees; the garbage of one call is collected as it would be in use.
   for (let i = 0; i < LARGE_SAMPLES; i++) {
-    t0 = performance.now();
+    t0 = cpuMs();
+    const w0 = performance.now();
     instrument(bytes);
-    warmMs.push(performance.now() - t0);
+    warmMs.push(cpuMs() - t0);
+    wallMs.push(performance.now() - w0);
   }
   // wasm-metering on the same module, once: it goes through a JSON form and takes seconds.
   collectGarbage();
@@ -374,6 +441,7 @@ function largeModule() {
     medianMs: warm,
     minMs: Math.min(...warmMs),
     samplesMs: warmMs,
+    wallMedianMs: median(wallMs),
     mbPerS: bytes.length / 1e6 / (warm / 1e3),
     meteringMs,
     meteringValid: meteredValid,
@@ -388,12 +456,15 @@ async function main() {
   if (!machine.exposeGc) process.stderr.write('note: run with node --expose-gc for steadier samples\n');
   const guests = benchGuests();
 
-  const runtime = [];
-  for (const guest of guests) {
-    process.stderr.write(`${guest.name} `);
-    runtime.push(await benchGuest(guest));
-    process.stderr.write('\n');
+  const parts = Object.fromEntries(guests.map((g) => [g.name, []]));
+  for (let p = 0; p < PROCESSES; p++) {
+    for (const guest of guests) {
+      process.stderr.write(`${guest.name} (process ${p + 1}/${PROCESSES}) `);
+      parts[guest.name].push(measureInChild(guest.name));
+      process.stderr.write('\n');
+    }
   }
+  const runtime = guests.map((g) => summarizeGuest(g.name, parts[g.name]));
   const speed = guests.map(instrumentSpeed);
   const large = largeModule();
   machine.loadAverageEnd = +os.loadavg()[0].toFixed(2);
@@ -422,7 +493,7 @@ async function main() {
     benchmark: 'instrument',
     machine,
     config: {
-      warmupRounds: WARMUP_ROUNDS, sampleRounds: SAMPLE_ROUNDS, meteredSampleRounds: METERED_SAMPLE_ROUNDS,
+      processes: PROCESSES, warmupRounds: WARMUP_ROUNDS, sampleRoundsPerProcess: SAMPLE_ROUNDS, meteredSampleRounds: METERED_SAMPLE_ROUNDS,
       instrumentBatchMs: INSTRUMENT_BATCH_MS, largeSamples: LARGE_SAMPLES, quick,
       ftwasmFuel: '2^63-1 (default)', meteringOptions: 'meterWASM(bytes, {}): default cost table, meterType i32, import metering.usegas',
       guestFlags: 'asc --target release (-O3, incremental runtime) --disable sign-extension,nontrapping-f2i,bulk-memory,mutable-globals',
@@ -445,7 +516,7 @@ async function main() {
 function markdown(results) {
   const { machine, runtime, largeModule: large, summary } = results;
   const lines = [
-    '| guest | plain (ms) | ftwasm (ms) | ftwasm slowdown | wasm-metering (ms) | wasm-metering slowdown | size growth ftwasm / wasm-metering |',
+    '| guest | plain (CPU ms) | ftwasm (CPU ms) | ftwasm slowdown | wasm-metering (CPU ms) | wasm-metering slowdown | size growth ftwasm / wasm-metering |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...runtime.map((r) =>
       `| ${r.name} | ${fixed(r.medianMs.plain, 0)} | ${fixed(r.medianMs.ftwasm, 0)} | ${pct(r.ratio.ftwasm)} | ` +
@@ -453,9 +524,9 @@ function markdown(results) {
     `| **median** | | | **${pct(summary.medianSlowdown.ftwasm)}** | | **${fixed(summary.medianSlowdown.metering)}x** | |`,
     '',
     `Overhead ratio (wasm-metering overhead / ftwasm overhead, medians): ${fixed(summary.overheadRatio, 1)}x. ` +
-    `Instrumenting a ${(large.bytes / 2 ** 20).toFixed(2)} MiB synthetic module: ${fixed(large.medianMs, 1)} ms ` +
+    `Instrumenting a ${(large.bytes / 2 ** 20).toFixed(2)} MiB synthetic module: ${fixed(large.medianMs, 1)} ms of CPU ` +
     `(${fixed(large.mbPerS, 1)} MB/s; wasm-metering: ${fixed(large.meteringMs, 0)} ms).`,
-    `Measured by \`npm run bench\` on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.date.slice(0, 10)}.`,
+    `Times are CPU time of the bench process (wall time is in the JSON). Measured by \`npm run bench\` on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.date.slice(0, 10)}.`,
     '',
   ];
   return lines.join('\n');
@@ -502,4 +573,11 @@ function print(results, jsonPath, markdownPath) {
   console.log(out.join('\n'));
 }
 
-await main();
+const child = process.argv.indexOf('--child');
+if (child >= 0) {
+  const guest = benchGuests().find((g) => g.name === process.argv[child + 1]);
+  if (!guest) throw new Error(`no bench guest ${process.argv[child + 1]}`);
+  process.stdout.write(`${JSON.stringify(await measureGuest(guest), jsonValue)}\n`);
+} else {
+  await main();
+}
