@@ -72,6 +72,7 @@ program
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default 50)')
   .option('--timeout-ms <ms>', 'heartbeat timeout (default 300)')
   .option('--backup-wait-ms <ms>', 'time for a backup to connect before going on alone (default 10000)')
+  .option('--log <file>', 'also write the whole log to this new file, for `ftwasm replay`; on SIGTERM a live node closes its guest\'s input and prints its final state')
   .action(primaryCommand);
 
 program
@@ -86,6 +87,7 @@ program
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default 50)')
   .option('--timeout-ms <ms>', 'heartbeat timeout (default 300)')
   .option('--connect-timeout-ms <ms>', 'time to reach the primary at start (default 10000)')
+  .option('--log <file>', 'also write the whole log (received, then recorded once live) to this new file, for `ftwasm replay`')
   .action(backupCommand);
 
 program

@@ -3,8 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { openArbiter } from '../arbiter/index.ts';
 import { FtClient, parseAddress } from '../net/index.ts';
-import { startBackup, startPrimary, type Backup, type Primary } from '../replication/index.ts';
-import { loadGuest } from './guest.ts';
+import { LogArchive, startBackup, startPrimary, type Backup, type Primary } from '../replication/index.ts';
+import type { RunnerResult } from '../vm/index.ts';
+import { FTWASM_VERSION, loadGuest } from './guest.ts';
 
 interface RoleOptions {
   clients: string;
@@ -13,6 +14,7 @@ interface RoleOptions {
   deployment?: string;
   heartbeatMs?: string;
   timeoutMs?: string;
+  log?: string;
 }
 
 export interface PrimaryCommandOptions extends RoleOptions {
@@ -24,6 +26,11 @@ export interface BackupCommandOptions extends RoleOptions {
   primary: string;
   connectTimeoutMs?: string;
 }
+
+/** A live node stopped by a signal: time for its guest to return after its input closes. */
+const FINISH_WAIT_MS = 10_000;
+/** Then time for the backup (if any) to ack the log's tail, so that the last outputs go out. */
+const DRAIN_WAIT_MS = 2_000;
 
 /** The secret file's bytes, without a trailing newline (so `echo ... > F` works). */
 function readSecret(path: string): Uint8Array {
@@ -45,18 +52,97 @@ function timing(opts: RoleOptions): { heartbeat_interval_ms?: number; heartbeat_
   return { ...(interval !== undefined ? { heartbeat_interval_ms: interval } : {}), ...(timeout !== undefined ? { heartbeat_timeout_ms: timeout } : {}) };
 }
 
-/** Runs until the node halts (exit 2), its guest ends (exit 0), or SIGTERM/SIGINT (exit 0). */
-async function runNode(role: string, node: Primary | Backup): Promise<void> {
-  const outcome = await new Promise<{ code: number; why: string }>((resolve) => {
-    node.once('halted', (reason) => resolve({ code: 2, why: `halted: ${reason}` }));
-    node.once('exited', (result) => resolve({ code: 0, why: `guest ended (${result.exit}, icount ${result.icount})` }));
-    process.once('SIGTERM', () => resolve({ code: 0, why: 'SIGTERM' }));
-    process.once('SIGINT', () => resolve({ code: 0, why: 'SIGINT' }));
+/**
+ * `--log FILE`: the node's whole log as an ftwasm log file, streamed frame by frame (ftwasm replay reads it).
+ * A write error stops the archive (the node runs on) and is reported; the final line then says so.
+ */
+class NodeLog {
+  private archive: LogArchive | undefined;
+  private failure: string | undefined;
+
+  constructor(
+    private readonly role: string,
+    path: string | undefined,
+    moduleHash: Uint8Array,
+  ) {
+    if (path !== undefined) this.archive = LogArchive.create(path, { moduleHash, ftwasmVersion: FTWASM_VERSION });
+  }
+
+  get path(): string | undefined {
+    return this.archive?.path;
+  }
+
+  readonly onLogFrames = (frames: Uint8Array, firstSeq: number, lastSeq: number): void => {
+    if (this.archive === undefined || this.failure !== undefined) return;
+    try {
+      this.archive.append(frames, firstSeq, lastSeq);
+    } catch (error) {
+      this.failure = (error as Error).message;
+      process.stderr.write(`${this.role}: --log ${this.archive.path} stopped: ${this.failure}\n`);
+    }
+  };
+
+  /** Closes the file; a description of what it holds, for the final line. */
+  close(lastSeq: number | undefined): string {
+    const archive = this.archive;
+    if (archive === undefined) return '';
+    try {
+      archive.close();
+    } catch (error) {
+      this.failure ??= (error as Error).message;
+    }
+    if (this.failure !== undefined) return `, log ${archive.path} INCOMPLETE (${this.failure})`;
+    if (lastSeq !== undefined && archive.lastSeq !== lastSeq) return `, log ${archive.path} INCOMPLETE (ends at seq ${archive.lastSeq})`;
+    return `, log ${archive.path} (${archive.bytesWritten} bytes, seq 1..${archive.lastSeq})`;
+  }
+}
+
+function waitFor<T>(promise: Promise<T>, timeout_ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeout_ms)))]).finally(() => clearTimeout(timer));
+}
+
+async function untilState(node: Primary | Backup, cond: () => boolean, timeout_ms: number): Promise<void> {
+  const deadline = Date.now() + timeout_ms;
+  while (!cond() && Date.now() < deadline && node.state().role === 'primary') await new Promise((r) => setTimeout(r, 10));
+}
+
+/**
+ * Runs until the node halts (exit 2), its guest ends (exit 0), or SIGTERM/SIGINT (exit 0). A live node
+ * stopped by a signal first closes its guest's input and waits (bounded) for the guest to return. Whenever
+ * the guest's result is known, the last lines are `ROLE: final state <state hash> icount <n> last seq <m>` (after
+ * the --log file is complete and closed) and `ROLE: released up to seq <n>, <k> outputs`.
+ */
+async function runNode(role: string, node: Primary | Backup, log: NodeLog): Promise<void> {
+  const exited = new Promise<RunnerResult>((resolve) => node.once('exited', resolve));
+  const outcome = await new Promise<{ code: number; why: string; signal: boolean }>((resolve) => {
+    node.once('halted', (reason) => resolve({ code: 2, why: `halted: ${reason}`, signal: false }));
+    void exited.then((result) => resolve({ code: 0, why: `guest ended (${result.exit}, icount ${result.icount})`, signal: false }));
+    process.once('SIGTERM', () => resolve({ code: 0, why: 'SIGTERM', signal: true }));
+    process.once('SIGINT', () => resolve({ code: 0, why: 'SIGINT', signal: true }));
   });
-  process.stderr.write(`${role}: ${outcome.why}\n`);
-  // A guest that ended still has outputs to release and a log tail to ship: give it a moment.
-  if (outcome.why.startsWith('guest ended')) await new Promise((r) => setTimeout(r, 500));
-  await node.close();
+  if (outcome.code !== 2) process.stderr.write(`${role}: ${outcome.why}\n`); // a halt was noted already
+  let result = node.guestResult;
+  if (outcome.signal && result === undefined && node.state().role === 'primary') {
+    node.closeInput();
+    const r = await waitFor(exited, FINISH_WAIT_MS);
+    if (r === 'timeout') process.stderr.write(`${role}: the guest did not return within ${FINISH_WAIT_MS} ms of its input closing\n`);
+    else result = r;
+  }
+  // A guest that ended still has outputs to release and a log tail to ship: give it a bounded moment.
+  if (result !== undefined) {
+    await untilState(node, () => node.state().held_outputs === 0, DRAIN_WAIT_MS);
+    if (outcome.why.startsWith('guest ended')) await new Promise((r) => setTimeout(r, 500));
+  }
+  const state = node.state();
+  await node.close(); // the guest is stopped: no frame comes after this
+  const logNote = log.close(result?.lastSeq);
+  if (result !== undefined) {
+    process.stderr.write(`${role}: final state ${Buffer.from(result.stateHash).toString('hex')} icount ${result.icount} last seq ${result.lastSeq}${logNote}\n`);
+  } else if (log.path !== undefined) {
+    process.stderr.write(`${role}: no final state (the guest did not end)${logNote}\n`);
+  }
+  process.stderr.write(`${role}: released up to seq ${state.released_seq}, ${state.outputs_released} outputs, epoch ${state.epoch}\n`);
   process.exitCode = outcome.code;
 }
 
@@ -64,8 +150,9 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
   const guest = loadGuest(path);
   const clients = parseAddress(opts.clients);
   const replication = parseAddress(opts.replication);
-  const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const backupWait = intOption(opts.backupWaitMs, 'backup-wait-ms');
+  const log = new NodeLog('primary', opts.log, guest.moduleHash);
+  const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startPrimary({
     module: guest.module,
     arbiter,
@@ -75,12 +162,13 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
     ...timing(opts),
     ...(backupWait !== undefined ? { backup_wait_ms: backupWait } : {}),
     onEvent: (text) => process.stderr.write(`primary: ${text}\n`),
+    onLogFrames: log.onLogFrames,
   });
   const c = node.clientAddress();
   const r = node.replicationAddress();
-  process.stderr.write(`primary: ready in epoch ${node.state().epoch}, clients ${c.host}:${c.port}, replication ${r.host}:${r.port}\n`);
+  process.stderr.write(`primary: ready in epoch ${node.state().epoch}, clients ${c.host}:${c.port}, replication ${r.host}:${r.port}, arbiter ${arbiter.where}\n`);
   try {
-    await runNode('primary', node);
+    await runNode('primary', node, log);
   } finally {
     await arbiter.close();
   }
@@ -90,8 +178,9 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
   const guest = loadGuest(path);
   const clients = parseAddress(opts.clients);
   const primary = parseAddress(opts.primary);
-  const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const connectTimeout = intOption(opts.connectTimeoutMs, 'connect-timeout-ms');
+  const log = new NodeLog('backup', opts.log, guest.moduleHash);
+  const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startBackup({
     module: guest.module,
     arbiter,
@@ -101,12 +190,13 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
     ...timing(opts),
     ...(connectTimeout !== undefined ? { connect_timeout_ms: connectTimeout } : {}),
     onEvent: (text) => process.stderr.write(`backup: ${text}\n`),
+    onLogFrames: log.onLogFrames,
   });
   const c = node.clientAddress();
-  process.stderr.write(`backup: ready, following ${opts.primary}, clients ${c.host}:${c.port}\n`);
+  process.stderr.write(`backup: ready, following ${opts.primary}, clients ${c.host}:${c.port}, arbiter ${arbiter.where}\n`);
   node.on('live', (epoch) => process.stderr.write(`backup: LIVE as primary in epoch ${epoch}\n`));
   try {
-    await runNode('backup', node);
+    await runNode('backup', node, log);
   } finally {
     await arbiter.close();
   }
@@ -147,15 +237,20 @@ export async function loadCommand(opts: LoadOptions): Promise<void> {
   const verdict: LoadVerdict = { sent: 0, responses: 0, lost: 0, duplicated: 0, out_of_order: 0 };
   const deadline = Date.now() + timeout_ms;
   let progress = 0;
+  // Outputs by the epoch of the primary the session was connected to when each arrived (informational).
+  const byEpoch: Record<number, number> = {};
   const one = async (index: number): Promise<void> => {
     const client = new FtClient({ servers, backoff_ms_max: 200, retries_max: 100, request_timeout_ms: 2_000 });
-    client.on('error', () => undefined);
+    // A session that fails for good (its requests then count as lost) says why, once.
+    client.on('error', (error) => process.stderr.write(`load: session ${index} failed: ${error.message}\n`));
     const seen = new Set<number>();
     let highest = 0;
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
     client.on('output', (_seq, payload) => {
       verdict.responses += 1;
+      const epoch = client.stats().epoch;
+      byEpoch[epoch] = (byEpoch[epoch] ?? 0) + 1;
       const match = /^VALUE (\d+)\n$/.exec(new TextDecoder().decode(payload));
       const value = match ? Number(match[1]) : NaN;
       if (!Number.isInteger(value) || seen.has(value) || value > requests) verdict.duplicated += 1;
@@ -186,6 +281,7 @@ export async function loadCommand(opts: LoadOptions): Promise<void> {
     await client.close().catch(() => undefined);
   };
   await Promise.all(Array.from({ length: sessions }, (_, i) => one(i + 1)));
+  process.stderr.write(`load: outputs by epoch ${JSON.stringify(byEpoch)}\n`);
   process.stdout.write(`${JSON.stringify(verdict)}\n`);
   if (verdict.lost + verdict.duplicated + verdict.out_of_order > 0) process.exitCode = 1;
 }

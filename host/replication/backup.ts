@@ -7,7 +7,7 @@ import { ClientServer } from '../net/index.ts';
 import type { ServerEvent } from '../net/index.ts';
 import { GuestRunner } from '../vm/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
-import { LogPeer, MessageType, readU64, u64Payload, checkSecret } from './channel.ts';
+import { LogPeer, MessageType, readU64, u64Payload, u64sPayload, checkSecret } from './channel.ts';
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
@@ -58,6 +58,8 @@ export class Backup extends EventEmitter<ReplicaEvents> {
   private received_seq = 0;
   private pushed_seq = 0;
   private released_seq = 0;
+  /** The newest heartbeat stamp of the primary heard; echoed in ACK and HEARTBEAT (the primary's lease). */
+  private primary_stamp = 0;
   private queue: Array<{ bytes: Uint8Array; lastSeq: number }> = [];
   private queue_bytes = 0;
   private paused = false;
@@ -118,8 +120,9 @@ export class Backup extends EventEmitter<ReplicaEvents> {
       else this.gate.release(this.released_seq);
     });
     // Frames appear only once the guest records, i.e. after going live: it is alone, so they are durable.
-    runner.on('frame', (bytes) => {
+    runner.on('frame', (bytes, firstSeq, lastSeq) => {
       this.gate.onFrames(bytes);
+      this.options.onLogFrames?.(bytes, firstSeq, lastSeq);
       if (this.role === 'primary') this.gate.release(Infinity);
     });
     runner.on('log', (text) => {
@@ -153,12 +156,21 @@ export class Backup extends EventEmitter<ReplicaEvents> {
       lag_entries: this.received_seq - this.pushed_seq,
       last_seq: this.gate?.last_seq ?? 0,
       acked_seq: this.received_seq,
-      released_seq: this.released_seq,
+      released_seq: this.role === 'primary' ? this.gate.released_seq : this.released_seq,
       held_outputs: this.gate?.held_outputs ?? 0,
+      outputs_released: this.gate?.outputs_released ?? 0,
       solo: this.role === 'primary',
       peer_connected: this.peer?.isOpen ?? false,
       guest_exited: this.guest_exited,
     };
+  }
+
+  /** Live only: as Primary.closeInput (the guest's recv returns -1 once its input ring is empty). False if not live. */
+  closeInput(): boolean {
+    if (this.role !== 'primary') return false;
+    this.feeder.stop();
+    this.runner.closeInput();
+    return true;
   }
 
   async close(): Promise<void> {
@@ -236,8 +248,12 @@ export class Backup extends EventEmitter<ReplicaEvents> {
         this.gate.release(this.released_seq);
         return;
       }
-      case MessageType.HEARTBEAT:
+      case MessageType.HEARTBEAT: {
+        // Heard after last_heard_ms was set above: echoing it promises no failover before stamp + timeout.
+        const stamp = readU64(m.payload, 'HEARTBEAT');
+        if (stamp > this.primary_stamp) this.primary_stamp = stamp;
         return;
+      }
       case MessageType.REFUSED:
         return this.halt(`the primary refused this backup: ${Buffer.from(m.payload).toString('utf8')}`);
       default:
@@ -247,6 +263,7 @@ export class Backup extends EventEmitter<ReplicaEvents> {
 
   private onFrames(peer: LogPeer, bytes: Uint8Array): void {
     let last: number;
+    const first = this.gate.last_seq + 1;
     try {
       last = this.gate.onFrames(bytes);
     } catch (error) {
@@ -254,10 +271,11 @@ export class Backup extends EventEmitter<ReplicaEvents> {
       return this.halt(`corrupt log from the primary: ${(error as Error).message}`);
     }
     this.options.onLogBytes?.(bytes);
+    this.options.onLogFrames?.(bytes, first, last);
     this.received_seq = last;
     this.queue.push({ bytes, lastSeq: last });
     this.queue_bytes += bytes.length;
-    peer.send(MessageType.ACK, u64Payload(this.received_seq));
+    peer.send(MessageType.ACK, u64sPayload(this.received_seq, this.primary_stamp));
     // The replaying guest looks one entry ahead; after END there is none to wait for.
     if (this.gate.ended) this.end_log = true;
     if (this.queue_bytes > (this.options.log_queue_bytes_max ?? LOG_QUEUE_BYTES_MAX_DEFAULT) && !this.paused) {
@@ -300,7 +318,16 @@ export class Backup extends EventEmitter<ReplicaEvents> {
 
   private tick(): void {
     if (this.role !== 'backup') return;
-    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT);
+    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT, u64Payload(this.primary_stamp));
+    // Judged after the event loop's next poll, so that what the primary sent while this process was stopped
+    // or starved is read before its silence is counted.
+    setImmediate(() => this.judgePrimary());
+  }
+
+  private judgePrimary(): void {
+    if (this.role !== 'backup') return;
+    // The log ended (the primary's guest returned): there is nothing left to take over.
+    if (this.gate.ended || this.guest_exited) return;
     const now = performance.now();
     if (!this.reached) {
       const wait_ms = this.options.connect_timeout_ms ?? CONNECT_TIMEOUT_MS_DEFAULT;
@@ -317,7 +344,7 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     if (this.role !== 'backup') return;
     this.role = 'claiming';
     const t0 = performance.now();
-    this.note(`primary lost (${why}); replaying to seq ${this.received_seq} and claiming epoch ${this.primary_epoch + 1}`);
+    this.note(`primary lost (${why}); it had released up to seq ${this.released_seq}; replaying to seq ${this.received_seq} and claiming epoch ${this.primary_epoch + 1}`);
     this.peer?.close('failing over');
     if (this.paused) this.paused = false;
     this.end_log = true;

@@ -18,9 +18,9 @@ export const MessageType = {
   REFUSED: 4, // either way: UTF-8 reason, then the connection closes
   HELLO: 5, // backup -> primary: next_seq u64 (the first log seq it needs)
   FRAMES: 6, // primary -> backup: whole log frames, back to back
-  ACK: 7, // backup -> primary: seq u64, the highest log seq received
+  ACK: 7, // backup -> primary: seq u64, the highest log seq received; echo u64, the newest primary stamp heard
   RELEASED: 8, // primary -> backup: seq u64, the highest log seq whose output the primary released
-  HEARTBEAT: 9, // both ways, empty
+  HEARTBEAT: 9, // primary -> backup: stamp u64 (the primary's clock, µs); backup -> primary: echo u64
 } as const;
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 
@@ -87,6 +87,22 @@ const LABEL_B2P = Buffer.from('ftwasm-replication-key-b2p\0');
 export function u64Payload(value: number): Uint8Array {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigUint64(0, BigInt(value), true);
+  return out;
+}
+
+/** A payload of several u64 LE values. */
+export function u64sPayload(...values: number[]): Uint8Array {
+  const out = new Uint8Array(8 * values.length);
+  const view = new DataView(out.buffer);
+  values.forEach((v, i) => view.setBigUint64(8 * i, BigInt(v), true));
+  return out;
+}
+
+/** Reads exactly `count` u64 LE values, each at most 2^53-1. */
+export function readU64s(payload: Uint8Array, count: number, what: string): number[] {
+  if (payload.length !== 8 * count) throw new ReplicationError('FTW_REPL_PROTOCOL', `${what}: payload of ${payload.length} bytes, expected ${8 * count}`);
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(readU64(payload.subarray(8 * i, 8 * i + 8), what));
   return out;
 }
 
@@ -181,7 +197,12 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
 
   private write(type: number, payload: Uint8Array): void {
     const mac = this.key_send !== undefined;
-    const body = Buffer.alloc(HEAD_BYTES + payload.length + (mac ? MAC_BYTES : 0));
+    const body_bytes = HEAD_BYTES + payload.length + (mac ? MAC_BYTES : 0);
+    // One buffer, one socket write: a message reaches the kernel whole or not at all, even if this process
+    // is stopped right here (a RELEASED must never be half out while the outputs it announces wait).
+    const message = Buffer.alloc(LENGTH_BYTES + body_bytes);
+    message.writeUInt32LE(body_bytes, 0);
+    const body = message.subarray(LENGTH_BYTES);
     body[0] = type;
     body.writeBigUInt64LE(BigInt(this.options.epoch()), 1);
     body.set(payload, HEAD_BYTES);
@@ -190,10 +211,7 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
       counter.writeBigUInt64LE(this.counter_send++);
       hmac(this.key_send, counter, body.subarray(0, HEAD_BYTES + payload.length)).copy(body, HEAD_BYTES + payload.length);
     }
-    const length = Buffer.alloc(LENGTH_BYTES);
-    length.writeUInt32LE(body.length);
-    this.socket.write(length);
-    this.socket.write(body);
+    this.socket.write(message);
   }
 
   private onData(chunk: Buffer): void {

@@ -169,10 +169,12 @@ export class InputFeeder {
   }
 
   private pump(): void {
+    if (this.stopped) return;
     const runner = this.runner();
-    if (this.stopped || !runner) return;
     let n = 0;
-    while (n < this.queue.length && runner.send(this.queue[n]!)) n++;
+    // No runner yet (a primary's guest starts after its listeners): keep the queue and retry, rather than
+    // wait for a next request that may never come (its client waits for an accept first).
+    while (runner && n < this.queue.length && runner.send(this.queue[n]!)) n++;
     if (n > 0) this.queue.splice(0, n);
     if (this.queue.length > 0 && !this.timer) {
       this.timer = setTimeout(() => {

@@ -17,6 +17,10 @@ export {
   MessageType,
   messageTypeName,
   checkSecret,
+  u64Payload,
+  u64sPayload,
+  readU64,
+  readU64s,
   HANDSHAKE_MESSAGE_BYTES_MAX,
   MESSAGE_BYTES_MAX_DEFAULT,
   MESSAGE_BYTES_LIMIT,
@@ -25,5 +29,6 @@ export {
 } from './channel.ts';
 export type { ChannelMessage, ChannelOptions } from './channel.ts';
 export { OutputGate, InputFeeder } from './gate.ts';
+export { LogArchive } from './archive.ts';
 export { ReplicationError } from './errors.ts';
 export type { ReplicationErrorCode } from './errors.ts';

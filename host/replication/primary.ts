@@ -9,7 +9,7 @@ import { ClientServer } from '../net/index.ts';
 import type { ServerLimits, ServerEvent } from '../net/index.ts';
 import { GuestRunner } from '../vm/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
-import { LogPeer, MessageType, readU64, u64Payload, checkSecret } from './channel.ts';
+import { LogPeer, MessageType, readU64, readU64s, u64Payload, u64sPayload, checkSecret } from './channel.ts';
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
@@ -41,6 +41,12 @@ export interface ReplicaOptions {
   input_queue_max?: number;
   /** Operator-facing notes (connections, claims, refusals); never printed by this layer. */
   onEvent?: (text: string) => void;
+  /**
+   * Every sealed log frame this node holds, in seq order without gaps, from seq 1: on a primary the frames its
+   * guest records; on a backup the frames received, then (once live) those its guest records. For archiving
+   * (`ftwasm primary|backup --log FILE`) and tests. Called synchronously; the bytes must not be changed.
+   */
+  onLogFrames?: (frames: Uint8Array, firstSeq: number, lastSeq: number) => void;
 }
 
 export interface PrimaryOptions extends ReplicaOptions {
@@ -63,6 +69,8 @@ export interface ReplicaState {
   acked_seq: number;
   released_seq: number;
   held_outputs: number;
+  /** Outputs handed to the clients (over all sessions). */
+  outputs_released: number;
   /** Primary: alone after losing (or never having) a backup. */
   solo: boolean;
   peer_connected: boolean;
@@ -85,6 +93,11 @@ export const INPUT_QUEUE_MAX_DEFAULT = 4_096;
 
 export function defaultNodeId(): string {
   return `${hostname()}:${process.pid}:${Date.now()}`;
+}
+
+/** Microseconds on this process's monotonic clock, never 0: the stamp a primary puts on its heartbeats. */
+export function stampNow(): number {
+  return Math.floor(performance.now() * 1000) + 1;
 }
 
 export function checkTimes(interval_ms: number, timeout_ms: number): void {
@@ -126,6 +139,8 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   private last_heard_ms = performance.now();
   private started_ms = performance.now();
   private acked_seq = 0;
+  /** The newest heartbeat stamp the backup echoed: it had heard this primary at or after that moment. */
+  private lease_stamp_us = 0;
   private retained: RetainedFrame[] = [];
   private retained_bytes = 0;
   private dropped_seq = 0;
@@ -136,6 +151,8 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   private resolveHalted!: (reason: string) => void;
   private readonly interval_ms: number;
   private readonly timeout_ms: number;
+  /** How long after a stamp the backup echoed this primary may still release: see leaseHeld. */
+  private readonly lease_ms: number;
   private result: RunnerResult | undefined;
 
   constructor(private readonly options: PrimaryOptions) {
@@ -145,6 +162,8 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
+    // One heartbeat interval of margin for clocks of two hosts running at slightly different rates.
+    this.lease_ms = this.timeout_ms - this.interval_ms;
     this.halted = new Promise((resolve) => (this.resolveHalted = resolve));
   }
 
@@ -227,14 +246,19 @@ export class Primary extends EventEmitter<ReplicaEvents> {
       acked_seq: this.acked_seq,
       released_seq: this.gate?.released_seq ?? 0,
       held_outputs: this.gate?.held_outputs ?? 0,
+      outputs_released: this.gate?.outputs_released ?? 0,
       solo: this.solo,
       peer_connected: this.peer?.isOpen ?? false,
       guest_exited: this.guest_exited,
     };
   }
 
-  /** No more client input reaches the guest after what is queued: its recv returns -1 (it usually exits). */
+  /**
+   * No more client input reaches the guest: requests not yet in its input ring are refused (the client sends
+   * them again elsewhere), and the guest's recv returns -1 once the ring is empty (the kv guest then returns).
+   */
   closeInput(): void {
+    this.feeder?.stop();
     this.runner?.closeInput();
   }
 
@@ -297,10 +321,13 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     if (peer !== this.peer) return peer.refuse('not the current backup');
     this.last_heard_ms = performance.now();
     switch (m.type) {
-      case MessageType.ACK:
-        return this.onAck(readU64(m.payload, 'ACK'));
+      case MessageType.ACK: {
+        const [seq, echo] = readU64s(m.payload, 2, 'ACK');
+        this.onAck(seq!);
+        return this.onEcho(peer, echo!);
+      }
       case MessageType.HEARTBEAT:
-        return;
+        return this.onEcho(peer, readU64(m.payload, 'HEARTBEAT'));
       default:
         peer.refuse(`unexpected message type ${m.type} from a backup`);
     }
@@ -318,6 +345,9 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     this.peer = peer;
     this.peer_ever = true;
     this.last_heard_ms = performance.now();
+    // A new connection starts a new lease: the first stamp goes out before any frame.
+    this.lease_stamp_us = 0;
+    peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
     this.note(`backup ${peer.peer} connected, log from seq ${next_seq}`);
     if (next_seq - 1 > this.acked_seq) this.onAck(next_seq - 1);
     for (const f of this.retained) if (f.firstSeq >= next_seq) peer.send(MessageType.FRAMES, f.bytes);
@@ -326,6 +356,7 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   private onFrame(bytes: Uint8Array, firstSeq: number, lastSeq: number): void {
     assert(firstSeq === this.gate.last_seq + 1, `frame ${firstSeq}..${lastSeq} after seq ${this.gate.last_seq}`);
     this.gate.onFrames(bytes);
+    this.options.onLogFrames?.(bytes, firstSeq, lastSeq);
     if (this.solo) return void this.releaseAcked();
     this.retained.push({ bytes, firstSeq, lastSeq });
     this.retained_bytes += bytes.length;
@@ -347,18 +378,48 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     this.releaseAcked();
   }
 
+  /** The backup echoed a heartbeat stamp: it heard this primary at or after that moment. */
+  private onEcho(peer: LogPeer, echo: number): void {
+    if (echo === 0 || echo <= this.lease_stamp_us) return;
+    if (echo > stampNow()) return peer.refuse(`echoed heartbeat stamp ${echo} is in the future`);
+    this.lease_stamp_us = echo;
+    this.releaseAcked();
+  }
+
+  /**
+   * Whether the backup surely has not gone live. It fails over only after hearing nothing for
+   * heartbeat_timeout_ms, and an echo of stamp S means it heard this primary at or after S, so before
+   * S + timeout it is still a backup. An ack read late (this process was stopped, or starved, while the
+   * backup took over) carries an old stamp, so it cannot let out anything: the primary holds until a fresh
+   * echo comes, or until the heartbeat timeout makes it claim the next epoch (and halt if the backup has it).
+   */
+  private leaseHeld(): boolean {
+    return this.lease_stamp_us > 0 && (stampNow() - this.lease_stamp_us) / 1000 < this.lease_ms;
+  }
+
   /** The output rule: only what the backup acked leaves, and nothing at all while an epoch is in question. */
   private releaseAcked(): void {
     if (this.role !== 'primary') return;
-    const before = this.gate.released_seq;
-    this.gate.release(this.solo ? Infinity : this.acked_seq);
-    if (this.gate.released_seq > before && this.peer?.isOpen) this.peer.send(MessageType.RELEASED, u64Payload(this.gate.released_seq));
+    if (!this.solo && !this.leaseHeld()) return;
+    const watermark = this.solo ? Infinity : this.acked_seq;
+    // The backup hears of a release before any client sees it: whatever stops this process midway, every
+    // output that left is at or below the last RELEASED the backup got (so it knows what clients may hold).
+    const target = Math.min(watermark, this.gate.last_seq);
+    if (target > this.gate.released_seq && this.peer?.isOpen) this.peer.send(MessageType.RELEASED, u64Payload(target));
+    this.gate.release(watermark);
   }
 
   private tick(): void {
     if (this.role !== 'primary') return;
-    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT);
+    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
     if (this.solo) return;
+    // Judged after the event loop's next poll: if this process was stopped or starved, what the backup sent
+    // meanwhile is read first, instead of counting as silence.
+    setImmediate(() => this.judgeBackup());
+  }
+
+  private judgeBackup(): void {
+    if (this.role !== 'primary' || this.solo) return;
     const now = performance.now();
     if (!this.peer_ever) {
       if (now - this.started_ms > (this.options.backup_wait_ms ?? BACKUP_WAIT_MS_DEFAULT)) this.backupLost('no backup connected within backup_wait_ms');

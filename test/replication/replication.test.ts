@@ -127,7 +127,9 @@ describe('the output rule', () => {
     const reader = new FrameReader();
     let sendSeq = 0;
     let lastSeq = 0;
+    let stamp = 0;
     peer.on('message', (m) => {
+      if (m.type === MessageType.HEARTBEAT) stamp = Number(Buffer.from(m.payload).readBigUInt64LE(0));
       if (m.type !== MessageType.FRAMES) return;
       reader.push(m.payload);
       for (let f = reader.next(); f !== 'incomplete'; f = reader.next()) {
@@ -144,13 +146,55 @@ describe('the output rule', () => {
     expect(reply).toBeUndefined();
     expect(p.state().held_outputs).toBe(1);
     expect(p.state().lag_entries).toBeGreaterThan(0);
-    peer.send(MessageType.ACK, u64(sendSeq - 1));
+    peer.send(MessageType.ACK, u64(sendSeq - 1, stamp));
     await new Promise((r) => setTimeout(r, 100));
     expect(reply).toBeUndefined();
-    peer.send(MessageType.ACK, u64(lastSeq));
+    peer.send(MessageType.ACK, u64(lastSeq, stamp));
     await until(() => reply !== undefined, 'the released output');
     expect(reply).toBe('OK\n');
     expect(p.state()).toMatchObject({ held_outputs: 0, acked_seq: lastSeq, lag_entries: 0 });
+  });
+});
+
+describe('the primary lease', () => {
+  it('an ack read late (its echoed heartbeat stamp older than the heartbeat timeout) lets nothing out; a fresh echo does', async () => {
+    const p = await primary({ heartbeat_timeout_ms: 400, heartbeat_interval_ms: 50 });
+    const peer = connectPeer(p.replicationAddress(), SECRET);
+    await peer.ready;
+    const reader = new FrameReader();
+    let lastSeq = 0;
+    let sendSeq = 0;
+    const stamps: number[] = [];
+    peer.on('message', (m) => {
+      if (m.type === MessageType.HEARTBEAT) stamps.push(Number(Buffer.from(m.payload).readBigUInt64LE(0)));
+      if (m.type !== MessageType.FRAMES) return;
+      reader.push(m.payload);
+      for (let f = reader.next(); f !== 'incomplete'; f = reader.next()) {
+        lastSeq = f.lastSeq;
+        for (const e of f.entries) if (e.kind === EntryKind.SEND) sendSeq = e.seq;
+      }
+    });
+    peer.send(MessageType.HELLO, u64(1));
+    await until(() => stamps.length > 0, 'the first heartbeat stamp');
+    const old = stamps[0]!;
+    // The backup stays "alive" (heartbeats with the old stamp), so only the lease decides.
+    const keepAlive = setInterval(() => peer.send(MessageType.HEARTBEAT, u64(old)), 50);
+    cleanups.push(() => clearInterval(keepAlive));
+    const c = client(p.clientAddress());
+    let reply: string | undefined;
+    void c.call(text('SET a 1')).then((b) => (reply = str(b)));
+    await until(() => sendSeq > 0, 'the SEND entry to reach the backup');
+    // Past the lease (timeout - interval = 350 ms) measured from the old stamp, then ack everything with it.
+    await until(() => stamps.length > 0 && (stamps.at(-1)! - old) / 1000 > 400, 'the old stamp to age past the heartbeat timeout');
+    peer.send(MessageType.ACK, u64(lastSeq, old));
+    await until(() => p.state().acked_seq === lastSeq, 'the ack to be taken');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(reply).toBeUndefined();
+    expect(p.state()).toMatchObject({ held_outputs: 1, released_seq: 0 });
+    clearInterval(keepAlive);
+    peer.send(MessageType.HEARTBEAT, u64(stamps.at(-1)!));
+    await until(() => reply !== undefined, 'the output released under a fresh echo');
+    expect(reply).toBe('OK\n');
   });
 });
 
@@ -223,8 +267,8 @@ describe('losing the backup', () => {
   });
 });
 
-function u64(n: number): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
+function u64(...values: number[]): Uint8Array {
+  const out = new Uint8Array(8 * values.length);
+  values.forEach((n, i) => new DataView(out.buffer).setBigUint64(8 * i, BigInt(n), true));
   return out;
 }

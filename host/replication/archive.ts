@@ -1,0 +1,76 @@
+// A node's log as a file: the file header of docs/LOG.md, then every sealed frame the node holds (received
+// from the primary, or recorded by its own guest) in seq order, written as it comes. `ftwasm replay` reads it.
+// Memory stays bounded: each frame goes to the file at once and is not kept.
+import assert from 'node:assert/strict';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { encodeFileHeader } from '../log/index.ts';
+import type { LogFileHeaderInit } from '../log/index.ts';
+import { ReplicationError } from './errors.ts';
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
+}
+
+/** Appends whole log frames, checked to follow each other without a gap, to a new log file. */
+export class LogArchive {
+  readonly path: string;
+  private fd: number;
+  private last_seq = 0;
+  private bytes = 0;
+
+  private constructor(path: string, fd: number, header_bytes: number) {
+    this.path = path;
+    this.fd = fd;
+    this.bytes = header_bytes;
+  }
+
+  /** Creates the file (never replaces one) and writes its header; the log starts at seq 1. */
+  static create(path: string, header: Omit<LogFileHeaderInit, 'firstSeq'>): LogArchive {
+    const bytes = encodeFileHeader({ ...header, firstSeq: 1 });
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx');
+    } catch (error) {
+      throw new ReplicationError('FTW_REPL_OPTION', `cannot create the log file ${path}: ${(error as Error).message}`, { cause: error });
+    }
+    writeAll(fd, bytes);
+    return new LogArchive(path, fd, bytes.length);
+  }
+
+  /** Highest seq in the file. */
+  get lastSeq(): number {
+    return this.last_seq;
+  }
+
+  get bytesWritten(): number {
+    return this.bytes;
+  }
+
+  get closed(): boolean {
+    return this.fd < 0;
+  }
+
+  /** Appends frame bytes ending at lastSeq, starting at firstSeq = the last seq written + 1. */
+  append(frames: Uint8Array, firstSeq: number, lastSeq: number): void {
+    assert(this.fd >= 0, `log file ${this.path} is closed`);
+    assert(firstSeq === this.last_seq + 1, `log file ${this.path}: frames ${firstSeq}..${lastSeq} after seq ${this.last_seq}`);
+    // A chunk that completes no frame yet (lastSeq = firstSeq - 1) is allowed: the next one finishes it.
+    assert(lastSeq >= this.last_seq, `log file ${this.path}: frames ${firstSeq}..${lastSeq} go back`);
+    writeAll(this.fd, frames);
+    this.bytes += frames.length;
+    this.last_seq = lastSeq;
+  }
+
+  /** Makes the file durable and closes it; closing twice does nothing. */
+  close(): void {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
