@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../../host/cli/procs.ts';
-import { Children, allAnswered, exitWithin, kv, loadVerdict, scratch, until } from './support.ts';
+import { Children, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, scratch, until } from './support.ts';
 
 const children = new Children();
 let dir = '';
@@ -28,9 +28,9 @@ describe('failover across real processes', () => {
   it('kill -9 of the primary midway: the backup goes live in epoch 2 and the load sees every reply exactly once, in order', async () => {
     const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
     const arbiter = `file:${join(dir, 'arbiter')}`;
-    const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret]);
+    const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret, ...nodeTiming]);
     await until(() => primary.stderr().includes('primary: ready in epoch 1'), 'the primary to be ready');
-    const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret]);
+    const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret, ...nodeTiming]);
     await until(() => backup.stderr().includes('connected to the primary'), 'the backup to connect');
 
     const sessions = 4;

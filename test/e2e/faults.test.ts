@@ -12,11 +12,11 @@ import { etcdForTests, type EtcdForTests } from '../arbiter/etcd-server.ts';
 import { freePort, stopCli, type CliProcess } from '../../host/cli/procs.ts';
 import { decodeFileHeader } from '../../host/log/index.ts';
 import { startProxy, type Proxy } from './proxy.ts';
-import { Children, allAnswered, exitWithin, kv, loadVerdict, scratch, until } from './support.ts';
+import { Children, NODE_TIMEOUT_MS, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, scratch, until } from './support.ts';
 
 const EXIT_WAIT_MS = 15_000;
 const LOAD_WAIT_MS = 45_000;
-const HEARTBEAT_TIMEOUT_MS = 300; // the nodes' default
+const HEARTBEAT_TIMEOUT_MS = NODE_TIMEOUT_MS; // what the nodes are given (test/e2e/support.ts)
 const SESSIONS = 3;
 const REQUESTS = 300;
 
@@ -61,7 +61,7 @@ async function startPair(arbiter: string, options: { deployment?: string; proxy?
   const runDir = join(dir, `run-${++runs}`);
   mkdirSync(runDir);
   const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
-  const common = ['--arbiter', arbiter, '--secret-file', secret, ...(options.deployment ? ['--deployment', options.deployment] : [])];
+  const common = ['--arbiter', arbiter, '--secret-file', secret, ...nodeTiming, ...(options.deployment ? ['--deployment', options.deployment] : [])];
   const logP = join(runDir, 'primary.ftlog');
   const logB = join(runDir, 'backup.ftlog');
   const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--log', logP, ...common]);

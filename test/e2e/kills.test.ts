@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
 import { freePort, stopCli } from '../../host/cli/procs.ts';
-import { Children, allAnswered, kv, loadVerdict, scratch, until } from './support.ts';
+import { Children, NODE_TIMEOUT_MS, nodeTiming, allAnswered, kv, loadVerdict, scratch, until } from './support.ts';
 
 const children = new Children();
 let dir = '';
@@ -39,8 +39,8 @@ describe('kill -9 of the primary at random moments', () => {
       mkdirSync(join(runDir, 'arbiter'), { recursive: true });
       const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
       const arbiter = `file:${join(runDir, 'arbiter')}`;
-      const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret]);
-      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret]);
+      const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret, ...nodeTiming]);
+      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret, ...nodeTiming]);
       try {
         await until(() => primary.stderr().includes('primary: ready in epoch 1'), `run ${run}: the primary to be ready`);
         await until(() => backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect`);
@@ -65,6 +65,6 @@ describe('kill -9 of the primary at random moments', () => {
     }
     const sorted = [...failovers].sort((a, b) => a - b);
     const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-    console.log(`[kills] ${RUNS} runs, failover (kill -9 to backup live) p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${sorted.at(-1)} ms`);
+    console.log(`[kills] ${RUNS} runs, heartbeat timeout ${NODE_TIMEOUT_MS} ms, failover (kill -9 to backup live) p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${sorted.at(-1)} ms`);
   });
 });

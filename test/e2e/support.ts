@@ -10,6 +10,13 @@ export const cli = join(root, 'dist/cli.js');
 export const kv = join(root, 'build/guest/kv.wasm');
 export const WAIT_MS_MAX = 20_000;
 export const SECRET = 'e2e shared secret, 32 bytes long\n';
+/**
+ * The nodes' heartbeat timeout in these tests: twice the default (300 ms). On a loaded 2-core machine a
+ * freshly started process was seen starved for 310 ms, after which a primary rightly goes on alone; that
+ * is safe but not the scenario under test. FTWASM_E2E_TIMEOUT_MS=300 runs them at the default.
+ */
+export const NODE_TIMEOUT_MS = Number(process.env.FTWASM_E2E_TIMEOUT_MS ?? 600);
+export const nodeTiming = ['--timeout-ms', String(NODE_TIMEOUT_MS)];
 
 /** Every `ftwasm` child a test file starts, killed (SIGKILL, bounded wait) in its afterAll. */
 export class Children {
