@@ -67,6 +67,13 @@ export interface GuestCoreOptions {
   checkpointInstructions?: bigint;
   /** Replay: at the end of the log, stop the guest ('stop', default) or carry on recording ('go-live'). */
   atLogEnd?: 'stop' | 'go-live';
+  /**
+   * Record: called at every check-in (each time a slice of fuel runs out), before interrupts are delivered.
+   * It may block to slow the guest down (replication throttles a primary whose backup lags) and may return
+   * a shorter slice for what follows, so the pauses come in small, even steps. Not logged: where check-ins
+   * fall does not change what the guest computes.
+   */
+  checkIn?: () => bigint | undefined;
 }
 
 export interface RunResult {
@@ -109,6 +116,7 @@ export class GuestCore {
   private lastMono = -1n;
   private monoOffset = 0n;
   private readonly slice: bigint;
+  private sliceNow: bigint;
   private readonly checkpointEvery: bigint;
   private sinkResolved: EntrySink | undefined;
 
@@ -125,6 +133,7 @@ export class GuestCore {
     this.slice = options.sliceInstructions ?? SLICE_DEFAULT;
     this.checkpointEvery = options.checkpointInstructions ?? 0n;
     if (this.slice <= 0n) throw new VmStateError(`sliceInstructions must be positive, got ${this.slice}`);
+    this.sliceNow = this.slice;
     this.nextCheckpoint = this.checkpointEvery > 0n ? this.checkpointEvery : -1n;
     this.requireRoles();
     this.icountOffset = BigInt(meta.fuelInitial);
@@ -214,7 +223,7 @@ export class GuestCore {
 
   /** Sets the fuel for what comes next: a slice (record) or exactly up to the next entry (replay). */
   private rearm(): void {
-    if (this.mode === 'record') return this.setFuel(this.slice);
+    if (this.mode === 'record') return this.setFuel(this.sliceNow);
     const e = this.options.source!.peek();
     if (e === undefined) return this.setFuel(0n); // stop (or go live) at the next check point
     const now = this.icount();
@@ -243,6 +252,10 @@ export class GuestCore {
   }
 
   private recordAsync(): void {
+    if (this.options.checkIn) {
+      const slice = this.options.checkIn();
+      this.sliceNow = slice !== undefined && slice > 0n && slice < this.slice ? slice : this.slice;
+    }
     const now = this.icount();
     if (this.nextCheckpoint >= 0n && now >= this.nextCheckpoint) {
       const hash = this.stateHash();

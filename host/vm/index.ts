@@ -2,7 +2,7 @@
 export { GuestCore } from './core.ts';
 export { FrameSource, ArraySource } from './sources.ts';
 export type { GuestCoreOptions, GuestMode, RunResult, World, EntrySink, EntrySource, OutputSink } from './core.ts';
-export { GuestRunner } from './runner.ts';
+export { GuestRunner, THROTTLE_PAUSE_US_MAX } from './runner.ts';
 export type { GuestRunnerOptions, RunnerResult } from './runner.ts';
 export { RealWorld, hostCpuId } from './world.ts';
 export { SharedRing, createRingBuffer, RING_CLOSED, RING_TIMEOUT } from './channel.ts';

@@ -46,6 +46,8 @@ export interface GuestRunnerEvents {
 
 const RING_BYTES_DEFAULT = 1 << 20;
 const IN_FLIGHT_MAX_DEFAULT = 1024;
+/** The longest pause a throttle may ask for at one check-in. */
+export const THROTTLE_PAUSE_US_MAX = 50_000;
 
 /** Where the bundled worker lives: next to dist/index.js, or in dist/ when running from the TypeScript sources. */
 function workerPath(): string {
@@ -65,6 +67,8 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
   private readonly interrupts: SharedRing;
   private readonly log: SharedRing | undefined;
   private readonly inFlight: Int32Array;
+  private readonly control: Int32Array;
+  private readonly progress: Float64Array;
 
   constructor(options: GuestRunnerOptions) {
     super();
@@ -76,8 +80,14 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     this.log = logRing ? new SharedRing(logRing) : undefined;
     const inFlight = new SharedArrayBuffer(4);
     this.inFlight = new Int32Array(inFlight);
+    const control = new SharedArrayBuffer(16);
+    this.control = new Int32Array(control);
+    const progress = new SharedArrayBuffer(8);
+    this.progress = new Float64Array(progress);
     const init: WorkerInit = {
       inFlight,
+      control,
+      progress,
       inFlightMax: options.inFlightMax ?? IN_FLIGHT_MAX_DEFAULT,
       module: options.module,
       mode: options.mode,
@@ -151,6 +161,29 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
   /** Replay: the log ends here; the guest stops (or goes live) when it has replayed it all. */
   endLog(): void {
     this.log?.close();
+  }
+
+  /**
+   * Record: slow the guest down. At every check-in (each time a slice runs out) the worker sleeps `pause_us`
+   * (at most THROTTLE_PAUSE_US_MAX), and slices are cut to `slice` instructions so the pauses come often
+   * and small. throttle(0) lifts it at once. A guest blocked in recv is not slowed: throttle its input.
+   */
+  throttle(pause_us: number, slice?: bigint): void {
+    const pause = Math.max(0, Math.min(THROTTLE_PAUSE_US_MAX, Math.round(pause_us)));
+    const cut = pause > 0 && slice !== undefined && slice > 0n ? Number(slice > 0x7fffffffn ? 0x7fffffffn : slice) : 0;
+    Atomics.store(this.control, 0, pause);
+    Atomics.store(this.control, 1, cut);
+    if (pause === 0) Atomics.notify(this.control, 2);
+  }
+
+  /** The throttle in force: pause per check-in in us (0: none). */
+  get throttlePauseUs(): number {
+    return Atomics.load(this.control, 0);
+  }
+
+  /** Replay: seq of the last log entry the guest has taken (0 before the first). */
+  get replayedSeq(): number {
+    return this.progress[0]!;
   }
 
   /** Outputs and frames posted by the worker and not yet handled here (at most `inFlightMax`). */

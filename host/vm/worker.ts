@@ -26,6 +26,10 @@ export interface WorkerInit {
   inFlight: SharedArrayBuffer;
   /** The worker waits (the guest with it) while this many messages are in flight: bounded memory. */
   inFlightMax: number;
+  /** Int32Array[4] shared with the runner: [0] pause in us per check-in, [1] slice override, [2] wake-up word. */
+  control: SharedArrayBuffer;
+  /** Float64Array[1] shared with the runner: replay, the seq of the last entry the guest has taken. */
+  progress: SharedArrayBuffer;
 }
 
 export type WorkerMessage =
@@ -47,6 +51,7 @@ class RingSource implements EntrySource {
   constructor(
     private readonly ring: SharedRing,
     private readonly onEnd?: (nextSeq: number) => void,
+    private readonly progress?: Float64Array,
   ) {}
   peek(): LogEntry | undefined {
     while (this.at >= this.queue.length && !this.ended) {
@@ -68,6 +73,7 @@ class RingSource implements EntrySource {
     return this.queue[this.at];
   }
   take(): void {
+    if (this.progress) this.progress[0] = this.queue[this.at]!.seq;
     this.at++;
   }
 }
@@ -76,6 +82,7 @@ function main(): void {
   const init = workerData as WorkerInit;
   const port = parentPort!;
   const inFlight = new Int32Array(init.inFlight);
+  const control = new Int32Array(init.control);
   // Outputs and frames wait for the main thread once inFlightMax are queued: a host whose event loop
   // falls behind slows the guest down instead of growing the message queue without bound.
   const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => {
@@ -124,7 +131,13 @@ function main(): void {
       mode: init.mode,
       world,
       ...(init.mode === 'record' || init.atLogEnd === 'go-live' ? { sink: makeSink } : {}),
-      ...(init.logRing ? { source: new RingSource(new SharedRing(init.logRing), postLive) } : {}),
+      ...(init.logRing ? { source: new RingSource(new SharedRing(init.logRing), postLive, new Float64Array(init.progress)) } : {}),
+      checkIn: () => {
+        const pause_us = Atomics.load(control, 0);
+        if (pause_us > 0) Atomics.wait(control, 2, 0, pause_us / 1000);
+        const slice = Atomics.load(control, 1);
+        return slice > 0 ? BigInt(slice) : undefined;
+      },
       outputs: {
         send: (session, bytes, seq) => {
           sink?.flush(); // the entry goes out before the output can be released

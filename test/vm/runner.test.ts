@@ -2,7 +2,7 @@
 // the host's event loop.
 import { describe, expect, it } from 'vitest';
 import { instrument } from '../../host/instrument/index.ts';
-import { GuestRunner, FrameSource, GuestCore } from '../../host/vm/index.ts';
+import { GuestRunner, FrameSource, GuestCore, THROTTLE_PAUSE_US_MAX } from '../../host/vm/index.ts';
 import { FrameReader, EntryKind } from '../../host/log/index.ts';
 import { wat } from '../support/wat.ts';
 import { message } from '../support/memlog.ts';
@@ -92,6 +92,35 @@ describe('GuestRunner', () => {
     expect(sent).toEqual(['now']);
     expect(replayed.icount).toBe(recorded.icount);
     expect(Buffer.from(replayed.stateHash)).toEqual(Buffer.from(recorded.stateHash));
+    // replay progress is visible to the host: every entry of the log was taken
+    expect(replayer.replayedSeq).toBe(replayed.lastSeq);
+    expect(replayed.lastSeq).toBeGreaterThan(0);
+  });
+
+  it('throttle: the guest pauses at every check-in until the throttle is lifted, and computes the same', async () => {
+    // About 20 M instructions: tens of ms unthrottled; throttled to 50 ms per 100,000 instructions it
+    // would need ~10 s. The wait below is 20x the unthrottled run of this same test, at least 1 s.
+    const BUSY = `(module (memory (export "memory") 1) (global $acc (mut i32) (i32.const 0))
+      (func (export "_start") (local $i i32)
+        (loop $l (global.set $acc (i32.add (global.get $acc) (i32.mul (local.get $i) (local.get $i))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 2000000))))))`;
+    const module = new WebAssembly.Module(instrument(await wat(BUSY)));
+    const t0 = Date.now();
+    const free = await new GuestRunner({ module, mode: 'record', streamFrames: true }).done;
+    const freeMs = Date.now() - t0;
+    const runner = new GuestRunner({ module, mode: 'record', streamFrames: true, sliceInstructions: 1_000_000n });
+    runner.throttle(THROTTLE_PAUSE_US_MAX, 100_000n);
+    expect(runner.throttlePauseUs).toBe(THROTTLE_PAUSE_US_MAX);
+    let finished = false;
+    const done = runner.done.then((r) => ((finished = true), r));
+    await new Promise((r) => setTimeout(r, Math.max(1_000, 20 * freeMs)));
+    expect(finished, `throttled guest finished although the unthrottled one took ${freeMs} ms`).toBe(false);
+    runner.throttle(0);
+    expect(runner.throttlePauseUs).toBe(0);
+    const result = await done;
+    expect(result.icount).toBe(free.icount);
+    expect(Buffer.from(result.stateHash)).toEqual(Buffer.from(free.stateHash));
   });
 
   it('a busy main thread makes the worker wait: outputs in flight never exceed inFlightMax, none is lost', async () => {
