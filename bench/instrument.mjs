@@ -9,6 +9,7 @@
 // Prints a table, writes everything to bench/results/instrument.json and a README table fragment to
 // bench/results/instrument.md.
 import { instrument } from 'ftwasm';
+import { machineFacts, median } from './common.mjs';
 import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, basename } from 'node:path';
@@ -42,12 +43,6 @@ const VARIANTS = ['plain', 'ftwasm', 'metering'];
 
 // ---------------------------------------------------------------------------------------------- helpers
 
-function median(values) {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 function geomean(values) {
   return Math.exp(values.reduce((a, v) => a + Math.log(v), 0) / values.length);
 }
@@ -79,23 +74,6 @@ function table(headers, rows) {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
-function machineFacts() {
-  const cpus = os.cpus();
-  return {
-    cpu: cpus[0]?.model ?? 'unknown',
-    cores: cpus.length,
-    memoryBytes: os.totalmem(),
-    memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    v8: process.versions.v8,
-    exposeGc: typeof globalThis.gc === 'function',
-    // Other work on the machine skews the figures: the 1-minute load average before and after the run.
-    loadAverageStart: +os.loadavg()[0].toFixed(2),
-    date: new Date().toISOString(),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------- guests

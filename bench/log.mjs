@@ -1,48 +1,13 @@
 // Log codec benchmark: CLOCK_NOW entries with realistic deltas (icount +50..5000, clock +100..10000 ns).
-// Bundles host/log and msgpackr with esbuild into a temp dir (no build step needed), then prints encode
-// and decode rates and bytes per entry, all measured in this run.
+// Uses the built package (npm install builds dist/), then prints encode and decode rates and bytes per entry, all measured in this run.
 //   node bench/log.mjs [--quick] [--entries=N]      (default 10 million entries, --quick 1 million)
-import { build } from 'esbuild';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { rng } from './common.mjs';
 
-const root = new URL('..', import.meta.url).pathname;
 const entriesArg = process.argv.find((a) => a.startsWith('--entries='));
 const ENTRIES = entriesArg ? Number(entriesArg.slice('--entries='.length)) : process.argv.includes('--quick') ? 1_000_000 : 10_000_000;
 if (!Number.isSafeInteger(ENTRIES) || ENTRIES < 1 || ENTRIES > 50_000_000) throw new Error('entries: 1 .. 50000000');
 
-const dir = mkdtempSync(join(tmpdir(), 'ftwasm-bench-log-'));
-let log;
-try {
-  const outfile = join(dir, 'log.mjs');
-  await build({
-    entryPoints: [join(root, 'host/log/index.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    logLevel: 'warning',
-  });
-  log = await import(pathToFileURL(outfile).href);
-} finally {
-  rmSync(dir, { recursive: true, force: true });
-}
-
-/** xorshift32, so every run measures the same entries. */
-function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
+const log = await import('ftwasm');
 
 const random = rng(42);
 const icountDeltas = new Uint16Array(ENTRIES);

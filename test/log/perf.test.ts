@@ -3,23 +3,11 @@
 //   FTW_LOG_PERF_ENTRIES=10000000 npx vitest run test/log/perf.test.ts
 import { expect, test } from 'vitest';
 import { EntryKind, FrameReader, FrameWriter, type LogEntry } from '../../host/log/index.ts';
+import { rng } from '../net/support.ts';
 
 const ENTRIES = Number(process.env.FTW_LOG_PERF_ENTRIES ?? 1_000_000);
 const ICOUNT0 = 1_000n;
 const NS0 = 1_700_000_000_000_000_000n;
-
-/** xorshift32, so that the figures are comparable between runs. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 const seconds = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e9;
 

@@ -1,0 +1,45 @@
+// What the benches share: a seeded generator, medians, percentiles and the facts of the machine a result
+// was measured on.
+import os from 'node:os';
+
+/** xorshift32 in [0, 1): every run measures the same inputs. */
+export function rng(seed) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 4294967296;
+  };
+}
+
+export function median(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The q-quantile (0..1) of `values`, nearest rank. */
+export function quantile(values, q) {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+}
+
+export function machineFacts() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryBytes: os.totalmem(),
+    memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    v8: process.versions.v8,
+    exposeGc: typeof globalThis.gc === 'function',
+    // Other work on the machine skews the figures: the 1-minute load average before (and after) the run.
+    loadAverageStart: +os.loadavg()[0].toFixed(2),
+    date: new Date().toISOString(),
+  };
+}
