@@ -9,17 +9,14 @@
 // Full run about 4 minutes, --quick under one. Writes bench/results/replication.json and .md (full run only,
 // and only when every part ran). Everything is on 127.0.0.1; every loop is bounded in count and time.
 //
-// The package (dist/index.js) exports the vm and log layers but not host/net, host/replication or
-// host/arbiter, so those are bundled here from the TypeScript sources with esbuild (as bench/log.mjs does),
-// with their imports of host/vm and host/log pointed at dist/index.js: one GuestRunner, one dist/worker.js.
-import { build } from 'esbuild';
+// Every layer comes from the package (dist/index.js: run `npm run build` after changing host/), the same
+// bundle the `ftwasm` processes of the failover part and of the process backup run.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { GuestRunner, instrument } from 'ftwasm';
+import { ClientServer, FtClient, GuestRunner, instrument, openFileArbiter, startBackup, startPrimary } from 'ftwasm';
 
 const root = new URL('..', import.meta.url).pathname;
 const quick = process.argv.includes('--quick');
@@ -113,47 +110,6 @@ function gc() {
   if (typeof globalThis.gc === 'function') globalThis.gc();
 }
 
-// ------------------------------------------------------------------------------- the layers not in dist
-
-async function loadLayers() {
-  const distIndex = pathToFileURL(join(root, 'dist/index.js')).href;
-  const layers = {
-    name: 'ftwasm-layers',
-    setup(b) {
-      // host/vm and host/log come from the package: the runner, its worker and the log codec are dist's.
-      b.onResolve({ filter: /^\.\.\/(vm|log|instrument)\/index\.ts$/ }, () => ({ path: distIndex, external: true }));
-      b.onResolve({ filter: /^[^./]/ }, (args) => (args.path.startsWith('node:') ? { path: args.path, external: true } : { path: import.meta.resolve(args.path), external: true }));
-    },
-  };
-  const dir = mkdtempSync(join(os.tmpdir(), 'ftwasm-bench-replication-'));
-  try {
-    const outfile = join(dir, 'layers.mjs');
-    await build({
-      stdin: {
-        contents: [
-          "export { startPrimary, startBackup } from './host/replication/index.ts';",
-          "export { ClientServer, FtClient } from './host/net/index.ts';",
-          "export { openFileArbiter } from './host/arbiter/file.ts';",
-        ].join('\n'),
-        resolveDir: root,
-        loader: 'ts',
-        sourcefile: 'bench-layers.ts',
-      },
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      logLevel: 'warning',
-      plugins: [layers],
-    });
-    return await import(pathToFileURL(outfile).href);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-const { startPrimary, startBackup, ClientServer, FtClient, openFileArbiter } = await loadLayers();
 const scratch = mkdtempSync(join(os.tmpdir(), 'ftwasm-bench-replication-'));
 writeFileSync(join(scratch, 'secret'), SECRET);
 const guestModule = (name) => new WebAssembly.Module(instrument(readFileSync(join(root, 'build/guest', `${name}.wasm`))));
@@ -940,7 +896,7 @@ function markdown(results) {
 
 const HEADLINE_WORKLOAD = 'get90';
 
-/** True when some host/ source is newer than dist/cli.js: the processes would run older code than the bundle. */
+/** True when some host/ source is newer than dist/cli.js: this bench (dist/index.js) and its processes would run older code. */
 function distStale() {
   const newest = (dir) => {
     let t = 0;
@@ -977,7 +933,7 @@ const results = {
   targets: TARGETS,
   dist_stale: distStale(),
 };
-if (results.dist_stale) console.log('warning: host/ has sources newer than dist/cli.js: run `npm run build` so the processes run the bundled code');
+if (results.dist_stale) console.log('warning: host/ has sources newer than dist/cli.js: run `npm run build` so that this bench and its processes run the current code');
 
 try {
   if (PARTS.has('kv')) {

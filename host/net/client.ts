@@ -2,15 +2,16 @@
 // session's requests, re-sends the unaccepted ones after every reconnect (the server drops the ones it has
 // already taken), and hands each output out exactly once and in order through an OutputSequencer.
 // Everything is bounded: queued requests, requests on the wire, held outputs, attempts in a row.
+// Frames are queued and leave at the end of the event-loop turn: the requests of one burst in one write.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { NetError, ProtocolError } from './errors.ts';
-import { FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT, FrameDecoder, PAYLOAD_BYTES_MAX_DEFAULT } from './frame.ts';
+import { FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT, FrameDecoder, PAYLOAD_BYTES_MAX_DEFAULT, WRITE_BATCH_BYTES_MAX, WriteBatch } from './frame.ts';
 import {
   decodeServerMessage,
-  encodeMessage,
   PROTOCOL_VERSION,
+  writeMessage,
   type AcceptedMessage,
   type ClientMessage,
   type ErrorMessage,
@@ -122,6 +123,9 @@ type Outcome = { kind: 'open' } | { kind: 'retry'; reason: string; next?: number
 interface Connection {
   socket: net.Socket;
   decoder: FrameDecoder;
+  /** Frames queued during this event-loop turn; they leave together (flush). */
+  out: WriteBatch;
+  flush_timer: NodeJS.Immediate | undefined;
   address: Address;
   state: 'hello' | 'open' | 'closed';
   settle: (outcome: Outcome) => void;
@@ -209,22 +213,10 @@ export class FtClient extends EventEmitter<FtClientEvents> {
 
   /** Queues a request; resolves when it is durably in the log (accepted), rejects if the client fails or closes first. */
   request(payload: Uint8Array): Promise<void> {
-    const done = this.doneError();
-    if (done) return Promise.reject(done);
-    const payload_max = Math.min(this.options.payload_bytes_max, this.server_limits?.payload_bytes_max ?? Infinity);
-    if (payload.length > payload_max) {
-      return Promise.reject(new NetError('FTW_NET_PAYLOAD', `request payload ${payload.length} bytes > payload_bytes_max = ${payload_max}`));
-    }
-    if (this.pending.length >= this.options.requests_queued_max) {
-      return Promise.reject(new NetError('FTW_NET_QUEUE_FULL', `${this.pending.length} requests are not yet accepted (requests_queued_max = ${this.options.requests_queued_max})`));
-    }
-    const promise = new Promise<void>((resolve, reject) => {
-      const seq = this.next_seq > 0 && this.session ? this.next_seq++ : 0;
-      this.pending.push({ seq, payload: new Uint8Array(payload), resolve, reject, sent_ms: 0 });
+    return new Promise<void>((resolve, reject) => {
+      const refused = this.enqueue(payload, resolve, reject);
+      if (refused) reject(refused);
     });
-    if (this.state === 'open') this.pump();
-    else this.connect().catch(() => {}); // the failure reaches the request through fail()
-    return promise;
   }
 
   /**
@@ -236,12 +228,32 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     return new Promise<Uint8Array>((resolve, reject) => {
       const waiter: CallWaiter = { resolve, reject };
       this.calls.push(waiter);
-      this.request(payload).catch((error: Error) => {
+      const failed = (error: Error): void => {
         const i = this.calls.indexOf(waiter);
         if (i >= 0) this.calls.splice(i, 1);
         reject(error);
-      });
+      };
+      const refused = this.enqueue(payload, noop, failed);
+      if (refused) failed(refused);
     });
+  }
+
+  /** Takes a request into the queue (and onto the wire if there is room), or says why not. */
+  private enqueue(payload: Uint8Array, resolve: () => void, reject: (error: Error) => void): NetError | undefined {
+    const done = this.doneError();
+    if (done) return done;
+    const payload_max = Math.min(this.options.payload_bytes_max, this.server_limits?.payload_bytes_max ?? Infinity);
+    if (payload.length > payload_max) {
+      return new NetError('FTW_NET_PAYLOAD', `request payload ${payload.length} bytes > payload_bytes_max = ${payload_max}`);
+    }
+    if (this.pending.length >= this.options.requests_queued_max) {
+      return new NetError('FTW_NET_QUEUE_FULL', `${this.pending.length} requests are not yet accepted (requests_queued_max = ${this.options.requests_queued_max})`);
+    }
+    const seq = this.next_seq > 0 && this.session ? this.next_seq++ : 0;
+    this.pending.push({ seq, payload: new Uint8Array(payload), resolve, reject, sent_ms: 0 });
+    if (this.state === 'open') this.pump();
+    else this.connect().catch(() => {}); // the failure reaches the request through fail()
+    return undefined;
   }
 
   /** What another FtClient needs to resume this session, once one is open. */
@@ -274,6 +286,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     if (!failed) this.rejectAll(new NetError('FTW_NET_CLOSED', 'the client was closed'));
     if (!connection || connection.state === 'closed') return;
     if (connection.state === 'open') this.write(connection, this.ackMessage());
+    this.flush(connection);
     connection.state = 'closed';
     connection.settle({ kind: 'stop' });
     const socket = connection.socket;
@@ -326,6 +339,8 @@ export class FtClient extends EventEmitter<FtClientEvents> {
       const connection: Connection = {
         socket,
         decoder: new FrameDecoder(this.options.frame_bytes_max),
+        out: new WriteBatch(),
+        flush_timer: undefined,
         address,
         state: 'hello',
         frame_ms: now,
@@ -358,8 +373,9 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     if (connection.state === 'closed') return;
     try {
       connection.decoder.push(chunk);
-      for (let body = connection.decoder.next(); body !== undefined; body = connection.decoder.next()) {
-        connection.frame_ms = performance.now();
+      let body = connection.decoder.next();
+      if (body !== undefined) connection.frame_ms = performance.now();
+      for (; body !== undefined; body = connection.decoder.next()) {
         this.onMessage(connection, decodeServerMessage(body));
         if (isClosed(connection)) return;
       }
@@ -488,7 +504,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     while (done < this.pending.length && this.pending[done]!.seq <= seq) done++;
     const settled = this.pending.splice(0, done);
     this.sent = Math.max(0, this.sent - done);
-    invariant(this.pending.length === 0 || this.pending[0]!.seq === seq + 1, `after accepted ${seq} the oldest pending request is ${this.pending[0]?.seq}`);
+    invariant(this.pending.length === 0 || this.pending[0]!.seq === seq + 1, () => `after accepted ${seq} the oldest pending request is ${this.pending[0]?.seq}`);
     for (const p of settled) p.resolve();
     return done > 0;
   }
@@ -529,7 +545,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     const now = performance.now();
     while (this.sent < this.pending.length && this.sent < window) {
       const p = this.pending[this.sent++]!;
-      invariant(p.seq > this.accepted_seq && p.seq < this.next_seq, `request seq ${p.seq} outside ${this.accepted_seq + 1}..${this.next_seq - 1}`);
+      invariant(p.seq > this.accepted_seq && p.seq < this.next_seq, () => `request seq ${p.seq} outside ${this.accepted_seq + 1}..${this.next_seq - 1}`);
       p.sent_ms = now;
       this.write(connection, { type: 'request', session: this.session.id, seq: p.seq, payload: p.payload });
     }
@@ -556,9 +572,19 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     return { type: 'ack', session: this.session!.id, output_seq: this.sequencer.delivered };
   }
 
+  /** Queues a frame; the frames of one event-loop turn (a burst of pipelined requests) leave in one write. */
   private write(connection: Connection, message: ClientMessage): void {
     connection.write_ms = performance.now();
-    connection.socket.write(encodeMessage(message));
+    writeMessage(connection.out, message);
+    if (connection.out.pending >= WRITE_BATCH_BYTES_MAX) this.flush(connection);
+    else connection.flush_timer ??= setImmediate(() => this.flush(connection));
+  }
+
+  private flush(connection: Connection): void {
+    if (connection.flush_timer) clearImmediate(connection.flush_timer);
+    connection.flush_timer = undefined;
+    const bytes = connection.out.take();
+    if (bytes !== undefined && connection.state !== 'closed' && !connection.socket.destroyed) connection.socket.write(bytes);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -651,13 +677,15 @@ export class FtClient extends EventEmitter<FtClientEvents> {
 }
 
 /** A broken internal invariant is a bug in this file: stop loudly. */
-function invariant(condition: boolean, what: string): asserts condition {
-  if (!condition) throw new NetError('FTW_NET_STATE', `FtClient invariant broken: ${what}`);
+function invariant(condition: boolean, what: () => string): asserts condition {
+  if (!condition) throw new NetError('FTW_NET_STATE', `FtClient invariant broken: ${what()}`);
 }
 
 function isClosed(connection: Connection): boolean {
   return connection.state === 'closed';
 }
+
+function noop(): void {}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,6 +1,7 @@
 // Frames on the client connection: a u32 big-endian body length, then the body (one msgpack value).
 // The decoder is incremental: it takes bytes as TCP hands them over and says "incomplete" until a whole
 // frame is there, and refuses an oversized length as soon as the 4 length bytes arrived, before any body.
+import { Buffer } from 'node:buffer';
 import { ProtocolError } from './errors.ts';
 
 export const FRAME_HEADER_BYTES = 4;
@@ -97,6 +98,75 @@ export class FrameDecoder {
       next.set(this.buf.subarray(this.start, this.end));
       this.buf = next;
     }
+    this.start = 0;
+    this.end = held;
+  }
+}
+
+/** Room a WriteBatch keeps for the frames of one burst; a bigger burst gets a buffer of its own. */
+export const WRITE_SLAB_BYTES = 8 << 10;
+/** Queued bytes at which a connection writes at once rather than at the end of the event-loop turn. */
+export const WRITE_BATCH_BYTES_MAX = 64 << 10;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Outgoing frames of one connection, gathered so that a burst (every frame queued during one event-loop
+ * turn) leaves in one socket write, each frame's length prefix and body together. Frames are written
+ * straight into a slab; take() hands the bytes queued so far to the socket (as a view: the slab is never
+ * written again below that point) and the next frames go on after them.
+ */
+export class WriteBatch {
+  /** The slab; the body reserved by reserve() starts at the offset it returned. */
+  buf: Buffer = EMPTY;
+  private start = 0;
+  private end = 0;
+
+  /** Bytes queued and not yet taken. */
+  get pending(): number {
+    return this.end - this.start;
+  }
+
+  /** Appends a frame of a `length`-byte body: writes its length prefix and returns where the body goes in `buf`; the caller writes exactly `length` bytes there. */
+  reserve(length: number): number {
+    const need = FRAME_HEADER_BYTES + length;
+    if (this.end + need > this.buf.length) this.grow(need);
+    const at = this.end;
+    const buf = this.buf;
+    buf[at] = length >>> 24;
+    buf[at + 1] = (length >>> 16) & 0xff;
+    buf[at + 2] = (length >>> 8) & 0xff;
+    buf[at + 3] = length & 0xff;
+    this.end = at + need;
+    return at + FRAME_HEADER_BYTES;
+  }
+
+  /** Appends a frame around an encoded body. */
+  push(body: Uint8Array): void {
+    const at = this.reserve(body.length);
+    this.buf.set(body, at);
+  }
+
+  /** The frames queued since the last take, as one byte string, or undefined if none. */
+  take(): Buffer | undefined {
+    if (this.end === this.start) return undefined;
+    const out = this.buf.subarray(this.start, this.end);
+    this.start = this.end;
+    // A slab grown for one big burst is not kept; nor one too full to be worth keeping.
+    if (this.buf.length > WRITE_SLAB_BYTES || this.buf.length - this.end < 256) this.clear();
+    return out;
+  }
+
+  /** Forgets the frames queued and not taken. */
+  clear(): void {
+    this.buf = EMPTY;
+    this.start = this.end = 0;
+  }
+
+  private grow(need: number): void {
+    const held = this.end - this.start;
+    const next = Buffer.allocUnsafe(Math.max(WRITE_SLAB_BYTES, held + need, 2 * held));
+    if (held > 0) this.buf.copy(next, 0, this.start, this.end);
+    this.buf = next;
     this.start = 0;
     this.end = held;
   }

@@ -4,6 +4,9 @@ export {
   FrameDecoder,
   readFrame,
   encodeFrame,
+  WriteBatch,
+  WRITE_SLAB_BYTES,
+  WRITE_BATCH_BYTES_MAX,
   FRAME_HEADER_BYTES,
   FRAME_BYTES_MAX_DEFAULT,
   FRAME_BYTES_LIMIT,
@@ -11,7 +14,7 @@ export {
   ENVELOPE_BYTES_MAX,
 } from './frame.ts';
 export type { FrameRead } from './frame.ts';
-export { encodeMessage, encodeBody, decodeClientMessage, decodeServerMessage, PROTOCOL_VERSION, SEQ_MAX, U32_MAX } from './messages.ts';
+export { encodeMessage, encodeBody, writeMessage, decodeClientMessage, decodeServerMessage, PROTOCOL_VERSION, SEQ_MAX, U32_MAX } from './messages.ts';
 export type {
   ClientMessage,
   ServerMessage,

@@ -8,16 +8,20 @@
 //   snapshot / restore                the session table as a plain object, for state transfer
 // Bad input from a client gets an `error` frame naming what was wrong, then a close; it never throws out
 // of a socket handler. Misuse by the host (seq out of order) throws NetError: that is a bug above us.
+// Frames to a client are queued and leave at the end of the event-loop turn, all of a turn in one socket
+// write; the accepts of a turn go out as one cumulative `accepted`. Whatever the host calls in one turn
+// therefore reaches the client after that turn: a host that must tell someone else first (the output rule's
+// RELEASED to the backup) has to do it synchronously, before the turn ends.
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { NetError, ProtocolError, type WireErrorCode } from './errors.ts';
-import { FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT, FrameDecoder, PAYLOAD_BYTES_MAX_DEFAULT } from './frame.ts';
+import { FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT, FrameDecoder, PAYLOAD_BYTES_MAX_DEFAULT, WRITE_BATCH_BYTES_MAX, WriteBatch } from './frame.ts';
 import {
   decodeClientMessage,
-  encodeMessage,
   PROTOCOL_VERSION,
   SEQ_MAX,
   U32_MAX,
+  writeMessage,
   type AckMessage,
   type ClientMessage,
   type HelloMessage,
@@ -149,6 +153,12 @@ interface Session {
 interface Connection {
   socket: net.Socket;
   decoder: FrameDecoder;
+  /** Frames queued during this event-loop turn; they leave together (flush). */
+  out: WriteBatch;
+  /** In the server's list of connections to flush. */
+  dirty: boolean;
+  /** The session's accepted level is to be sent with the next flush (one cumulative `accepted` per burst). */
+  accept_pending: boolean;
   peer: string;
   state: 'hello' | 'open' | 'closed';
   session: Session | undefined;
@@ -208,6 +218,9 @@ export class ClientServer {
   private server: net.Server | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Connections with frames queued, flushed together once the current event-loop turn is done. */
+  private dirty: Connection[] = [];
+  private flush_timer: NodeJS.Immediate | undefined;
   private readonly now: () => number;
 
   constructor(options: ClientServerOptions) {
@@ -324,7 +337,12 @@ export class ClientServer {
       throw new NetError('FTW_NET_STATE', `accept(session ${session}, seq ${seq}): only ${s.received} requests were taken`);
     }
     s.accepted = seq;
-    if (s.connection?.state === 'open' && this.options.role() === 'primary') this.send(s.connection, { type: 'accepted', session, seq });
+    const connection = s.connection;
+    if (connection?.state === 'open' && this.options.role() === 'primary') {
+      // `accepted` is cumulative: the accepts of one turn go out as one, with the level reached by then.
+      connection.accept_pending = true;
+      this.markDirty(connection);
+    }
   }
 
   /**
@@ -425,6 +443,9 @@ export class ClientServer {
     const connection: Connection = {
       socket,
       decoder: new FrameDecoder(this.limits.frame_bytes_max),
+      out: new WriteBatch(),
+      dirty: false,
+      accept_pending: false,
       peer,
       state: 'hello',
       session: undefined,
@@ -452,6 +473,7 @@ export class ClientServer {
       this.event({ kind: 'connection_closed', peer: connection.peer, code: 'peer_closed', message: 'the client closed the connection', session: connection.session?.id });
     }
     this.detach(connection);
+    connection.out.clear();
     this.connections.delete(connection);
   }
 
@@ -459,8 +481,9 @@ export class ClientServer {
     if (connection.state === 'closed') return;
     try {
       connection.decoder.push(chunk);
-      for (let body = connection.decoder.next(); body !== undefined; body = connection.decoder.next()) {
-        connection.frame_ms = this.now();
+      let body = connection.decoder.next();
+      if (body !== undefined) connection.frame_ms = this.now();
+      for (; body !== undefined; body = connection.decoder.next()) {
         this.onMessage(connection, decodeClientMessage(body));
         if (isClosed(connection)) return;
       }
@@ -697,11 +720,56 @@ export class ClientServer {
   // -------------------------------------------------------------------------------------------------------
   // Writing and closing
 
+  /**
+   * Queues a frame. The frames a connection gets during one event-loop turn leave together, in one socket
+   * write (flushAll, on setImmediate); sooner once WRITE_BATCH_BYTES_MAX are queued, or when they would take
+   * the connection past write_buffer_bytes_max (then the flush checks what the client left unread).
+   */
   private send(connection: Connection, message: ServerMessage): void {
     if (connection.state === 'closed') return;
-    connection.socket.write(encodeMessage(message));
+    writeMessage(connection.out, message);
+    const pending = connection.out.pending;
+    if (pending >= WRITE_BATCH_BYTES_MAX || pending + connection.socket.writableLength > this.limits.write_buffer_bytes_max) {
+      this.flush(connection);
+      return;
+    }
+    this.markDirty(connection);
+  }
+
+  private markDirty(connection: Connection): void {
+    if (connection.dirty) return;
+    connection.dirty = true;
+    this.dirty.push(connection);
+    this.flush_timer ??= setImmediate(() => this.flushAll());
+  }
+
+  /** Queues the `accepted` that accept() left for the end of the burst. */
+  private queueAccepted(connection: Connection): void {
+    if (!connection.accept_pending) return;
+    connection.accept_pending = false;
+    const s = connection.session;
+    if (s && s.accepted > 0) writeMessage(connection.out, { type: 'accepted', session: s.id, seq: s.accepted });
+  }
+
+  private flushAll(): void {
+    this.flush_timer = undefined;
+    const dirty = this.dirty;
+    this.dirty = [];
+    for (const connection of dirty) {
+      connection.dirty = false;
+      this.flush(connection);
+    }
+  }
+
+  /** Writes what the connection has queued; cuts it if the client leaves more than write_buffer_bytes_max unread. */
+  private flush(connection: Connection): void {
+    if (connection.state !== 'closed') this.queueAccepted(connection);
+    const bytes = connection.out.take();
+    if (bytes === undefined || connection.state === 'closed') return;
+    connection.socket.write(bytes);
     if (connection.socket.writableLength > this.limits.write_buffer_bytes_max) {
       connection.state = 'closed';
+      connection.out.clear();
       this.detach(connection);
       this.event({ kind: 'connection_closed', peer: connection.peer, code: 'slow_reader', message: `${connection.socket.writableLength} bytes unread > write_buffer_bytes_max`, session: connection.session?.id });
       connection.socket.destroy();
@@ -726,8 +794,11 @@ export class ClientServer {
     this.detach(connection);
     this.event({ kind: 'connection_closed', peer: connection.peer, code, message, session: connection.session?.id });
     const socket = connection.socket;
-    if (socket.destroyed) return;
-    socket.end(encodeMessage(last));
+    if (socket.destroyed) return connection.out.clear();
+    // What was queued goes first, the last frame after it, in the one write that ends the stream.
+    this.queueAccepted(connection);
+    writeMessage(connection.out, last);
+    socket.end(connection.out.take()!);
     const timer = setTimeout(() => socket.destroy(), this.limits.linger_ms);
     timer.unref();
     socket.once('close', () => clearTimeout(timer));
@@ -739,6 +810,7 @@ export class ClientServer {
       this.event({ kind: 'connection_closed', peer: connection.peer, message, session: connection.session?.id });
     }
     this.detach(connection);
+    connection.out.clear();
     connection.socket.destroy();
     this.connections.delete(connection);
   }
