@@ -5,6 +5,7 @@
 const HEAD = 0; // next byte the consumer reads (monotonic, wraps by modulo)
 const TAIL = 1; // next byte the producer writes
 const CLOSED = 2; // 1 once the producer closed the queue for good
+const WAITING = 3; // 1 while the consumer is (about to be) blocked in Atomics.wait: only then does a write notify
 const HEADER_INTS = 4;
 
 export const RING_TIMEOUT = 0;
@@ -42,18 +43,32 @@ export class SharedRing {
 
   /** Appends one message; false when the ring has no room for it now (the caller keeps it and retries). */
   write(message: Uint8Array): boolean {
+    return this.append(message, -1);
+  }
+
+  /**
+   * Appends one message made of a u32 (little-endian) and `payload`, without building it first (the input
+   * ring's session id + request). False when the ring has no room for it now.
+   */
+  writeWithPrefix(prefix: number, payload: Uint8Array): boolean {
+    return this.append(payload, prefix >>> 0);
+  }
+
+  private append(payload: Uint8Array, prefix: number): boolean {
     if (Atomics.load(this.header, CLOSED) === 1) throw new Error('write to a closed ring');
-    if (message.length > this.messageBytesMax) {
-      throw new RangeError(`message of ${message.length} bytes exceeds the ring's limit of ${this.messageBytesMax}`);
+    const len = payload.length + (prefix >= 0 ? 4 : 0);
+    if (len > this.messageBytesMax) {
+      throw new RangeError(`message of ${len} bytes exceeds the ring's limit of ${this.messageBytesMax}`);
     }
-    const need = 4 + message.length;
-    if (this.capacityBytes - this.usedBytes() < need) return false;
+    if (this.capacityBytes - this.usedBytes() < 4 + len) return false;
     let tail = Atomics.load(this.header, TAIL) >>> 0;
-    const len = message.length;
-    tail = this.put(tail, new Uint8Array([len & 0xff, (len >>> 8) & 0xff, (len >>> 16) & 0xff, len >>> 24]));
-    tail = this.put(tail, message);
+    tail = this.putU32(tail, len);
+    if (prefix >= 0) tail = this.putU32(tail, prefix);
+    tail = this.put(tail, payload);
     Atomics.store(this.header, TAIL, tail | 0);
-    Atomics.notify(this.header, TAIL);
+    // Waking a thread costs a system call: only when the consumer said it is waiting. It sets WAITING before
+    // its last look at TAIL, and Atomics are sequentially consistent: it sees this TAIL or we see its flag.
+    if (Atomics.load(this.header, WAITING) !== 0) Atomics.notify(this.header, TAIL);
     return true;
   }
 
@@ -81,7 +96,7 @@ export class SharedRing {
       if (left <= 0) return RING_TIMEOUT;
       const tail = Atomics.load(this.header, TAIL);
       if (tail !== Atomics.load(this.header, HEAD)) continue;
-      Atomics.wait(this.header, TAIL, tail, left === Infinity ? undefined : left);
+      this.block(tail, left);
     }
   }
 
@@ -95,7 +110,7 @@ export class SharedRing {
       if (left <= 0) return false;
       const tail = Atomics.load(this.header, TAIL);
       if (tail !== Atomics.load(this.header, HEAD)) continue;
-      Atomics.wait(this.header, TAIL, tail, left === Infinity ? undefined : left);
+      this.block(tail, left);
     }
   }
 
@@ -122,6 +137,24 @@ export class SharedRing {
     }
     Atomics.store(this.header, HEAD, head | 0);
     return out;
+  }
+
+  /** Consumer: waits until TAIL moves from `tail` (or `left` ms pass), telling writers to notify meanwhile. */
+  private block(tail: number, left: number): void {
+    Atomics.store(this.header, WAITING, 1);
+    // Atomics.wait returns at once if TAIL is no longer `tail`: a write between our look and here is not lost.
+    Atomics.wait(this.header, TAIL, tail, left === Infinity ? undefined : left);
+    Atomics.store(this.header, WAITING, 0);
+  }
+
+  private putU32(tail: number, value: number): number {
+    const { data, capacityBytes } = this;
+    let t = tail;
+    for (let i = 0; i < 4; i++) {
+      data[t % capacityBytes] = (value >>> (8 * i)) & 0xff;
+      t = (t + 1) >>> 0;
+    }
+    return t;
   }
 
   private put(tail: number, bytes: Uint8Array): number {
