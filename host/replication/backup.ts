@@ -61,6 +61,8 @@ export class Backup extends EventEmitter<ReplicaEvents> {
   /** The newest heartbeat stamp of the primary heard; echoed in ACK and HEARTBEAT (the primary's lease). */
   private primary_stamp = 0;
   private queue: Array<{ bytes: Uint8Array; lastSeq: number }> = [];
+  /** FRAMES came in this socket read and are not acked yet: one ACK goes out when the read is done. */
+  private ack_pending = false;
   private queue_bytes = 0;
   private paused = false;
   private end_log = false;
@@ -120,8 +122,8 @@ export class Backup extends EventEmitter<ReplicaEvents> {
       else this.gate.release(this.released_seq);
     });
     // Frames appear only once the guest records, i.e. after going live: it is alone, so they are durable.
-    runner.on('frame', (bytes, firstSeq, lastSeq) => {
-      this.gate.onFrames(bytes);
+    runner.on('frame', (bytes, firstSeq, lastSeq, facts) => {
+      this.gate.onFrameFacts(firstSeq, lastSeq, facts);
       this.options.onLogFrames?.(bytes, firstSeq, lastSeq);
       if (this.role === 'primary') this.gate.release(Infinity);
     });
@@ -210,8 +212,17 @@ export class Backup extends EventEmitter<ReplicaEvents> {
         this.reached = true;
         this.last_heard_ms = performance.now();
         peer.on('message', (m) => this.onMessage(peer, m));
+        // One ACK for all the FRAMES of a read (with the newest stamp heard by then), written before the
+        // replaying guest is handed the frames (waking its thread): the primary waits for the ack, not the replay.
+        peer.on('drained', () => {
+          if (!this.ack_pending || peer !== this.peer || this.role !== 'backup') return;
+          this.ack_pending = false;
+          peer.send(MessageType.ACK, u64sPayload(this.received_seq, this.primary_stamp));
+          this.pumpLog();
+        });
         peer.on('close', (reason) => {
           this.note(`primary channel closed: ${reason}`);
+          this.pumpLog();
           this.retryConnect();
         });
         peer.send(MessageType.HELLO, u64Payload(this.received_seq + 1));
@@ -275,14 +286,14 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     this.received_seq = last;
     this.queue.push({ bytes, lastSeq: last });
     this.queue_bytes += bytes.length;
-    peer.send(MessageType.ACK, u64sPayload(this.received_seq, this.primary_stamp));
+    this.ack_pending = true;
     // The replaying guest looks one entry ahead; after END there is none to wait for.
     if (this.gate.ended) this.end_log = true;
     if (this.queue_bytes > (this.options.log_queue_bytes_max ?? LOG_QUEUE_BYTES_MAX_DEFAULT) && !this.paused) {
       this.paused = true;
       peer.pause();
     }
-    this.pumpLog();
+    // Handed to the replaying guest once the read is done and acked ('drained').
   }
 
   /** Hands queued log bytes to the replaying guest, in ring-sized pieces, as the ring has room. */

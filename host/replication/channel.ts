@@ -60,8 +60,16 @@ export interface ChannelOptions {
 
 export interface LogPeerEvents {
   message: [message: ChannelMessage];
+  /**
+   * Every whole message of one socket read was emitted (and the connection is still open): the moment to
+   * answer them all at once (one ACK for the FRAMES of a read, one release for the ACKs of a read).
+   */
+  drained: [];
   close: [reason: string];
 }
+
+/** Messages sent and received on one connection, by type (after the handshake); for tests and tuning. */
+export type MessageCounts = Record<number, number>;
 
 type Role = 'primary' | 'backup';
 type State = 'wait_challenge' | 'wait_auth' | 'wait_auth_ok' | 'open' | 'closed';
@@ -130,6 +138,10 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
   private key_recv: Buffer | undefined;
   private counter_send = 0n;
   private counter_recv = 0n;
+  private readonly counter_buf = Buffer.alloc(8);
+  /** Messages sent / received after the handshake, by type. */
+  readonly sent: MessageCounts = {};
+  readonly received: MessageCounts = {};
   private settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private readonly timer: NodeJS.Timeout;
 
@@ -155,7 +167,7 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error) => this.fail(new ReplicationError('FTW_REPL_UNREACHABLE', `log channel to ${this.peer}: ${error.message}`, { cause: error })));
     socket.on('close', () => this.fail(new ReplicationError('FTW_REPL_UNREACHABLE', `log channel to ${this.peer} closed`)));
-    if (role === 'primary') this.write(MessageType.CHALLENGE, this.nonce_own);
+    if (role === 'primary') this.write(MessageType.CHALLENGE, [this.nonce_own]);
   }
 
   /** Re-reads the state after a handler that may have closed the connection. */
@@ -169,8 +181,14 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
 
   /** Sends one message (after the handshake); false if the connection is gone. */
   send(type: MessageTypeNumber, payload: Uint8Array = new Uint8Array(0)): boolean {
+    return this.sendParts(type, [payload]);
+  }
+
+  /** Sends one message whose payload is `parts` back to back (copied once, into the message); false if gone. */
+  sendParts(type: MessageTypeNumber, parts: readonly Uint8Array[]): boolean {
     if (this.state !== 'open') return false;
-    this.write(type, payload);
+    this.write(type, parts);
+    this.sent[type] = (this.sent[type] ?? 0) + 1;
     return true;
   }
 
@@ -178,7 +196,7 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
   refuse(reason: string): void {
     if (this.state === 'closed') return;
     const text = Buffer.from(reason).subarray(0, REASON_BYTES_MAX);
-    this.write(MessageType.REFUSED, text);
+    this.write(MessageType.REFUSED, [text]);
     this.fail(new ReplicationError('FTW_REPL_STATE', `refused ${this.peer}: ${reason}`), true);
   }
 
@@ -195,21 +213,28 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     this.socket.resume();
   }
 
-  private write(type: number, payload: Uint8Array): void {
+  private write(type: number, parts: readonly Uint8Array[]): void {
     const mac = this.key_send !== undefined;
-    const body_bytes = HEAD_BYTES + payload.length + (mac ? MAC_BYTES : 0);
+    let payload_bytes = 0;
+    for (const p of parts) payload_bytes += p.length;
+    const body_bytes = HEAD_BYTES + payload_bytes + (mac ? MAC_BYTES : 0);
     // One buffer, one socket write: a message reaches the kernel whole or not at all, even if this process
     // is stopped right here (a RELEASED must never be half out while the outputs it announces wait).
-    const message = Buffer.alloc(LENGTH_BYTES + body_bytes);
+    const message = Buffer.allocUnsafe(LENGTH_BYTES + body_bytes);
     message.writeUInt32LE(body_bytes, 0);
-    const body = message.subarray(LENGTH_BYTES);
-    body[0] = type;
-    body.writeBigUInt64LE(BigInt(this.options.epoch()), 1);
-    body.set(payload, HEAD_BYTES);
+    message[LENGTH_BYTES] = type;
+    message.writeBigUInt64LE(BigInt(this.options.epoch()), LENGTH_BYTES + 1);
+    let at = LENGTH_BYTES + HEAD_BYTES;
+    for (const p of parts) {
+      message.set(p, at);
+      at += p.length;
+    }
     if (this.key_send) {
-      const counter = Buffer.alloc(8);
-      counter.writeBigUInt64LE(this.counter_send++);
-      hmac(this.key_send, counter, body.subarray(0, HEAD_BYTES + payload.length)).copy(body, HEAD_BYTES + payload.length);
+      this.counter_buf.writeBigUInt64LE(this.counter_send++);
+      const h = createHmac('sha256', this.key_send);
+      h.update(this.counter_buf);
+      h.update(message.subarray(LENGTH_BYTES, at));
+      h.digest().copy(message, at);
     }
     this.socket.write(message);
   }
@@ -218,9 +243,9 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     if (this.state === 'closed') return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
+    let messages = 0;
     try {
-      for (;;) {
-        if (this.buffered < LENGTH_BYTES) return;
+      while (this.buffered >= LENGTH_BYTES) {
         if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
         const head = this.chunks[0]!;
         const length = head.readUInt32LE(0);
@@ -228,14 +253,18 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
         if (length < HEAD_BYTES || length > max) {
           throw new ReplicationError('FTW_REPL_PROTOCOL', `message of ${length} bytes from ${this.peer} is outside ${HEAD_BYTES}..${max}${this.state === 'open' ? '' : ' (before authentication)'}`);
         }
-        if (this.buffered < LENGTH_BYTES + length) return;
+        if (this.buffered < LENGTH_BYTES + length) break;
         const body = head.subarray(LENGTH_BYTES, LENGTH_BYTES + length);
         const rest = head.subarray(LENGTH_BYTES + length);
         this.chunks = rest.length > 0 ? [rest] : [];
         this.buffered = rest.length;
+        const open = this.state === 'open';
         this.onBody(body);
         if (this.isClosed()) return;
+        if (open) messages++;
       }
+      // Once per read: the handlers answer what this read brought all at once.
+      if (messages > 0) this.emit('drained');
     } catch (error) {
       this.fail(error as Error);
     }
@@ -249,15 +278,15 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     if (this.state !== 'open') return this.onHandshake(type, epoch, body.subarray(HEAD_BYTES));
     if (body.length < HEAD_BYTES + MAC_BYTES) throw new ReplicationError('FTW_REPL_PROTOCOL', `message from ${this.peer} too short for its MAC`);
     const signed = body.subarray(0, body.length - MAC_BYTES);
-    const counter = Buffer.alloc(8);
-    counter.writeBigUInt64LE(this.counter_recv++);
-    const expected = hmac(this.key_recv!, counter, signed);
+    this.counter_buf.writeBigUInt64LE(this.counter_recv++);
+    const expected = hmac(this.key_recv!, this.counter_buf, signed);
     if (!timingSafeEqual(expected, body.subarray(body.length - MAC_BYTES))) {
       throw new ReplicationError('FTW_REPL_AUTH', `bad MAC on ${messageTypeName(type)} message ${this.counter_recv - 1n} from ${this.peer}: forged, replayed or damaged`);
     }
     if (!(type in TYPE_NAMES) || type <= MessageType.AUTH_OK) {
       throw new ReplicationError('FTW_REPL_PROTOCOL', `unexpected ${messageTypeName(type)} message from ${this.peer}`);
     }
+    this.received[type] = (this.received[type] ?? 0) + 1;
     // Copied: the caller may keep the payload after the chunk buffer is reused.
     this.emit('message', { type: type as MessageTypeNumber, epoch, payload: new Uint8Array(signed.subarray(HEAD_BYTES)) });
   }
@@ -268,7 +297,7 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     }
     if (this.state === 'wait_challenge' && type === MessageType.CHALLENGE && payload.length === NONCE_BYTES) {
       this.nonce_peer = Buffer.from(payload);
-      this.write(MessageType.AUTH, Buffer.concat([this.nonce_own, hmac(this.options.secret, LABEL_BACKUP, this.nonce_peer, this.nonce_own)]));
+      this.write(MessageType.AUTH, [Buffer.concat([this.nonce_own, hmac(this.options.secret, LABEL_BACKUP, this.nonce_peer, this.nonce_own)])]);
       this.state = 'wait_auth_ok';
       return;
     }
@@ -276,10 +305,10 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
       this.nonce_peer = Buffer.from(payload.subarray(0, NONCE_BYTES));
       const expected = hmac(this.options.secret, LABEL_BACKUP, this.nonce_own, this.nonce_peer);
       if (!timingSafeEqual(expected, payload.subarray(NONCE_BYTES))) {
-        this.write(MessageType.REFUSED, Buffer.from('authentication failed: the peer does not hold the shared secret'));
+        this.write(MessageType.REFUSED, [Buffer.from('authentication failed: the peer does not hold the shared secret')]);
         return this.fail(new ReplicationError('FTW_REPL_AUTH', `backup at ${this.peer} failed authentication: it does not hold the shared secret`), true);
       }
-      this.write(MessageType.AUTH_OK, hmac(this.options.secret, LABEL_PRIMARY, this.nonce_peer, this.nonce_own));
+      this.write(MessageType.AUTH_OK, [hmac(this.options.secret, LABEL_PRIMARY, this.nonce_peer, this.nonce_own)]);
       return this.open();
     }
     if (this.state === 'wait_auth_ok' && type === MessageType.AUTH_OK && payload.length === MAC_BYTES) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { EntryKind, FrameReader } from '../log/index.ts';
 import type { ClientServer } from '../net/index.ts';
 import type { GuestRunner } from '../vm/index.ts';
+import type { FrameFacts } from '../vm/runner.ts';
 import { ReplicationError } from './errors.ts';
 
 interface HeldAccept {
@@ -61,7 +62,10 @@ export class OutputGate {
     return this.held.length - this.held_at;
   }
 
-  /** Decodes whole frames (bytes may hold several); records RECV entries. Throws LogCorruptError on damage. */
+  /**
+   * Decodes whole frames (bytes may hold several); records RECV entries. Throws LogCorruptError on damage.
+   * For frames from the network (a backup): the decode is the check that they are whole and undamaged.
+   */
   onFrames(bytes: Uint8Array): number {
     this.reader.push(bytes);
     for (let f = this.reader.next(); f !== 'incomplete'; f = this.reader.next()) {
@@ -70,16 +74,38 @@ export class OutputGate {
         if (e.kind !== EntryKind.RECV || !(e.payload instanceof Uint8Array)) continue;
         const p = e.payload;
         assert(p.length >= 4, `RECV entry ${e.seq} is shorter than its session id`);
-        const session = new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true);
-        const request = this.deliveredOf(session) + 1;
-        this.delivered.set(session, request);
-        this.options.server.setDelivered(session, request, this.options.sessionEpoch?.());
-        this.accepts.push({ seq: e.seq, session, request });
+        this.onRecv(e.seq, new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true));
       }
       assert(f.lastSeq > this.last_seq, `frame seqs go back: ${f.firstSeq}..${f.lastSeq} after ${this.last_seq}`);
       this.last_seq = f.lastSeq;
     }
     return this.last_seq;
+  }
+
+  /**
+   * A frame this node's own guest sealed, known by the facts its worker noted while appending (RECV seqs and
+   * sessions, END): the same bookkeeping as onFrames without decoding the frame on this thread.
+   */
+  onFrameFacts(firstSeq: number, lastSeq: number, facts: FrameFacts): number {
+    assert(firstSeq === this.last_seq + 1 && lastSeq >= firstSeq, `frame ${firstSeq}..${lastSeq} after seq ${this.last_seq}`);
+    const recvs = facts.recvs;
+    for (let i = 0; i < recvs.length; i += 2) {
+      const seq = recvs[i]!;
+      const session = recvs[i + 1]!;
+      assert(seq >= firstSeq && seq <= lastSeq, `RECV seq ${seq} outside its frame ${firstSeq}..${lastSeq}`);
+      assert(session >= 0, `RECV entry ${seq} is shorter than its session id`);
+      this.onRecv(seq, session);
+    }
+    if (facts.ended) this.ended = true;
+    this.last_seq = lastSeq;
+    return lastSeq;
+  }
+
+  private onRecv(seq: number, session: number): void {
+    const request = this.deliveredOf(session) + 1;
+    this.delivered.set(session, request);
+    this.options.server.setDelivered(session, request, this.options.sessionEpoch?.());
+    this.accepts.push({ seq, session, request });
   }
 
   /** An output of the guest (the runner's 'send'); held until release() passes its seq. */

@@ -9,7 +9,8 @@ import { ClientServer } from '../net/index.ts';
 import type { ServerLimits, ServerEvent } from '../net/index.ts';
 import { GuestRunner } from '../vm/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
-import { LogPeer, MessageType, readU64, readU64s, u64Payload, u64sPayload, checkSecret } from './channel.ts';
+import type { FrameFacts } from '../vm/runner.ts';
+import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from './channel.ts';
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
@@ -90,6 +91,8 @@ export const BACKUP_WAIT_MS_DEFAULT = 10_000;
 export const RETAINED_BYTES_MAX_DEFAULT = 256 << 20;
 export const HELD_OUTPUTS_MAX_DEFAULT = 65_536;
 export const INPUT_QUEUE_MAX_DEFAULT = 4_096;
+/** Frames batched into one FRAMES message at most (a single larger frame goes alone, as it is). */
+export const FRAMES_BATCH_BYTES_MAX = 1 << 20;
 
 export function defaultNodeId(): string {
   return `${hostname()}:${process.pid}:${Date.now()}`;
@@ -142,6 +145,11 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   /** The newest heartbeat stamp the backup echoed: it had heard this primary at or after that moment. */
   private lease_stamp_us = 0;
   private retained: RetainedFrame[] = [];
+  /** Frames sealed this event-loop turn and not yet sent: they go out together, as one FRAMES message. */
+  private unsent: RetainedFrame[] = [];
+  private flush_scheduled: NodeJS.Immediate | undefined;
+  /** Highest log seq sent to the current backup: it cannot ack beyond it. */
+  private sent_seq = 0;
   private retained_bytes = 0;
   private dropped_seq = 0;
   private guest_exited = false;
@@ -203,7 +211,7 @@ export class Primary extends EventEmitter<ReplicaEvents> {
 
     const runner = new GuestRunner({ module: this.options.module, mode: 'record', streamFrames: true });
     this.runner = runner;
-    runner.on('frame', (bytes, firstSeq, lastSeq) => this.onFrame(bytes, firstSeq, lastSeq));
+    runner.on('frame', (bytes, firstSeq, lastSeq, facts) => this.onFrame(bytes, firstSeq, lastSeq, facts));
     runner.on('send', (session, bytes, seq) => {
       this.gate.onSend(session, bytes, seq);
       this.releaseAcked();
@@ -213,6 +221,11 @@ export class Primary extends EventEmitter<ReplicaEvents> {
       (result) => {
         this.result = result;
         this.guest_exited = true;
+        // The guest's last frames (its END) go out now, before whoever awaits 'exited' closes this node.
+        if (this.flush_scheduled) {
+          clearImmediate(this.flush_scheduled);
+          this.flushFrames();
+        }
         this.emit('exited', result);
       },
       (error: Error) => this.halt(`the guest failed: ${error.message}`),
@@ -271,6 +284,12 @@ export class Primary extends EventEmitter<ReplicaEvents> {
 
   private async shutdown(reason: string): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.flush_scheduled) clearImmediate(this.flush_scheduled);
+    this.flush_scheduled = undefined;
+    // Frames of this last turn still go out (the END of a guest that just returned, say): sealed frames
+    // were always sent as they came, stopping must not hold any back. Nothing is released here.
+    if (this.peer?.isOpen && !this.solo && this.unsent.length > 0) this.sendFrames(this.peer, this.unsent);
+    this.unsent = [];
     this.feeder?.stop();
     this.peer?.close(reason);
     this.server?.checkRole();
@@ -309,6 +328,10 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     peer.ready.then(
       () => {
         peer.on('message', (m) => this.onMessage(peer, m));
+        // The acks and echoes of one read are taken first, then released from at once (one RELEASED).
+        peer.on('drained', () => {
+          if (peer === this.peer) this.releaseAcked();
+        });
         peer.on('close', (reason) => this.note(`backup ${peer.peer} disconnected: ${reason}`));
       },
       (error: Error) => this.note(`refused backup connection from ${peer.peer}: ${error.message}`),
@@ -322,6 +345,7 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     this.last_heard_ms = performance.now();
     switch (m.type) {
       case MessageType.ACK: {
+        // Released from on 'drained', once for every message of this read.
         const [seq, echo] = readU64s(m.payload, 2, 'ACK');
         this.onAck(seq!);
         return this.onEcho(peer, echo!);
@@ -349,33 +373,76 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     this.lease_stamp_us = 0;
     peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
     this.note(`backup ${peer.peer} connected, log from seq ${next_seq}`);
-    if (next_seq - 1 > this.acked_seq) this.onAck(next_seq - 1);
-    for (const f of this.retained) if (f.firstSeq >= next_seq) peer.send(MessageType.FRAMES, f.bytes);
+    // The backup holds the log up to next_seq - 1 (all of it from this primary: next_seq is checked above).
+    this.sent_seq = next_seq - 1;
+    if (next_seq - 1 > this.acked_seq) {
+      this.onAck(next_seq - 1);
+      this.releaseAcked();
+    }
+    // Every retained frame from next_seq (the unsent ones of this turn too), batched.
+    this.unsent = [];
+    this.sendFrames(peer, this.retained.filter((f) => f.firstSeq >= next_seq));
   }
 
-  private onFrame(bytes: Uint8Array, firstSeq: number, lastSeq: number): void {
+  private onFrame(bytes: Uint8Array, firstSeq: number, lastSeq: number, facts?: FrameFacts): void {
     assert(firstSeq === this.gate.last_seq + 1, `frame ${firstSeq}..${lastSeq} after seq ${this.gate.last_seq}`);
-    this.gate.onFrames(bytes);
+    // This node's own guest sealed the frame: its worker says what is in it, no decoding here.
+    if (facts) this.gate.onFrameFacts(firstSeq, lastSeq, facts);
+    else this.gate.onFrames(bytes);
     this.options.onLogFrames?.(bytes, firstSeq, lastSeq);
     if (this.solo) return void this.releaseAcked();
-    this.retained.push({ bytes, firstSeq, lastSeq });
+    const frame = { bytes, firstSeq, lastSeq };
+    this.retained.push(frame);
     this.retained_bytes += bytes.length;
-    if (this.peer?.isOpen) this.peer.send(MessageType.FRAMES, bytes);
+    // Sent at the end of this event-loop turn with every other frame sealed in it: one message, one MAC, one
+    // write. (An output waits for the ack of its entry anyway, so this only delays what is held already.)
+    if (this.peer?.isOpen) {
+      this.unsent.push(frame);
+      this.flush_scheduled ??= setImmediate(() => this.flushFrames());
+    }
     if (this.retained_bytes > (this.options.retained_bytes_max ?? RETAINED_BYTES_MAX_DEFAULT)) {
       this.backupLost(`${this.retained_bytes} log bytes not acked > retained_bytes_max`);
     }
   }
 
+  /** The frames sealed this turn, to the backup, batched (still retained: a new connection gets them from there). */
+  private flushFrames(): void {
+    this.flush_scheduled = undefined;
+    const frames = this.unsent;
+    this.unsent = [];
+    if (this.role !== 'primary' || this.solo || !this.peer?.isOpen) return;
+    this.sendFrames(this.peer, frames);
+  }
+
+  /** Frames in seq order as few FRAMES messages: each up to FRAMES_BATCH_BYTES_MAX (a larger frame alone). */
+  private sendFrames(peer: LogPeer, frames: readonly RetainedFrame[]): void {
+    const cap = Math.min(FRAMES_BATCH_BYTES_MAX, this.options.message_bytes_max ?? FRAMES_BATCH_BYTES_MAX);
+    let batch: Uint8Array[] = [];
+    let bytes = 0;
+    for (const f of frames) {
+      if (batch.length > 0 && bytes + f.bytes.length > cap) {
+        peer.sendParts(MessageType.FRAMES, batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(f.bytes);
+      bytes += f.bytes.length;
+    }
+    if (batch.length > 0) peer.sendParts(MessageType.FRAMES, batch);
+    if (frames.length > 0) this.sent_seq = frames.at(-1)!.lastSeq;
+  }
+
   private onAck(seq: number): void {
-    if (seq > this.gate.last_seq) return this.peer?.refuse(`ack of seq ${seq} beyond the last sent ${this.gate.last_seq}`);
+    if (seq > this.sent_seq) return this.peer?.refuse(`ack of seq ${seq} beyond the last sent ${this.sent_seq}`);
     if (seq <= this.acked_seq) return;
     this.acked_seq = seq;
-    while (this.retained.length > 0 && this.retained[0]!.lastSeq <= seq) {
-      const f = this.retained.shift()!;
+    let n = 0;
+    while (n < this.retained.length && this.retained[n]!.lastSeq <= seq) {
+      const f = this.retained[n++]!;
       this.retained_bytes -= f.bytes.length;
       this.dropped_seq = f.lastSeq;
     }
-    this.releaseAcked();
+    if (n > 0) this.retained.splice(0, n);
   }
 
   /** The backup echoed a heartbeat stamp: it heard this primary at or after that moment. */
@@ -383,7 +450,6 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     if (echo === 0 || echo <= this.lease_stamp_us) return;
     if (echo > stampNow()) return peer.refuse(`echoed heartbeat stamp ${echo} is in the future`);
     this.lease_stamp_us = echo;
-    this.releaseAcked();
   }
 
   /**
@@ -401,11 +467,13 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   private releaseAcked(): void {
     if (this.role !== 'primary') return;
     if (!this.solo && !this.leaseHeld()) return;
+    // Not alone and no backup to tell: nothing leaves until one is back (or this node goes on alone).
+    if (!this.solo && !this.peer?.isOpen) return;
     const watermark = this.solo ? Infinity : this.acked_seq;
     // The backup hears of a release before any client sees it: whatever stops this process midway, every
     // output that left is at or below the last RELEASED the backup got (so it knows what clients may hold).
     const target = Math.min(watermark, this.gate.last_seq);
-    if (target > this.gate.released_seq && this.peer?.isOpen) this.peer.send(MessageType.RELEASED, u64Payload(target));
+    if (target > this.gate.released_seq && !this.solo) this.peer!.send(MessageType.RELEASED, u64Payload(target));
     this.gate.release(watermark);
   }
 

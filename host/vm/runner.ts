@@ -7,7 +7,9 @@ import type { LogFileHeaderInit } from '../log/index.ts';
 import { createRingBuffer, SharedRing } from './channel.ts';
 import type { GuestMode } from './core.ts';
 import { DivergenceError, GuestTrapError, VmStateError } from './errors.ts';
-import type { WorkerInit, WorkerMessage } from './worker.ts';
+import type { FrameFacts, WorkerInit, WorkerMessage } from './worker.ts';
+
+export type { FrameFacts } from './worker.ts';
 
 export interface GuestRunnerOptions {
   /** An instrumented module. */
@@ -40,7 +42,8 @@ export interface RunnerResult {
 export interface GuestRunnerEvents {
   send: [session: number, bytes: Uint8Array, seq: number];
   log: [text: string, seq: number];
-  frame: [bytes: Uint8Array, firstSeq: number, lastSeq: number];
+  /** facts: the frame's RECV entries and END, as the worker saw them appended (no decoding needed). */
+  frame: [bytes: Uint8Array, firstSeq: number, lastSeq: number, facts: FrameFacts];
   live: [seq: number];
 }
 
@@ -115,7 +118,7 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
           case 'log':
             return void this.emit('log', m.text, m.seq);
           case 'frame':
-            return void this.emit('frame', m.bytes, m.firstSeq, m.lastSeq);
+            return void this.emit('frame', m.bytes, m.firstSeq, m.lastSeq, m.facts);
           case 'live':
             return void this.emit('live', m.seq);
           case 'done':

@@ -2,7 +2,7 @@
 // loop. Input, interrupts and (for replay) log frames arrive through shared rings; outputs, frames and the
 // result go back by postMessage. Built to dist/worker.js.
 import { parentPort, workerData } from 'node:worker_threads';
-import { FrameReader, FrameWriter, LogFileWriter } from '../log/index.ts';
+import { EntryKind, FrameReader, FrameWriter, LogFileWriter } from '../log/index.ts';
 import type { LogEntry, LogFileHeaderInit } from '../log/index.ts';
 import { SharedRing, RING_CLOSED } from './channel.ts';
 import { GuestCore } from './core.ts';
@@ -33,12 +33,22 @@ export interface WorkerInit {
 }
 
 export type WorkerMessage =
-  | { t: 'frame'; bytes: Uint8Array; firstSeq: number; lastSeq: number }
+  | { t: 'frame'; bytes: Uint8Array; firstSeq: number; lastSeq: number; facts: FrameFacts }
   | { t: 'send'; session: number; bytes: Uint8Array; seq: number }
   | { t: 'log'; text: string; seq: number }
   | { t: 'live'; seq: number }
   | { t: 'done'; exit: string; icount: string; stateHash: Uint8Array; lastSeq: number; trap?: string }
   | { t: 'error'; name: string; code?: string; message: string; seq?: number };
+
+/**
+ * What the host needs to know of a sealed frame without decoding it (replication's session table): the RECV
+ * entries it holds, flat as [seq, session, seq, session, ...] (session = the first 4 bytes of the message,
+ * LE; -1 if the message is shorter), and whether it holds the END entry.
+ */
+export interface FrameFacts {
+  recvs: number[];
+  ended: boolean;
+}
 
 /** Replay source over frames pushed into a ring; blocks until the next frame or the end of the log. */
 class RingSource implements EntrySource {
@@ -111,10 +121,36 @@ function main(): void {
       file = LogFileWriter.create(init.logFile.path, { ...init.logFile.header, firstSeq: nextSeq });
       sink = file;
     } else {
-      sink = new FrameWriter({
+      // Facts of the entries appended and not yet sealed: RECV seqs and sessions, the END seq (0: none).
+      let recvs: number[] = [];
+      let endSeq = 0;
+      const writer = new FrameWriter({
         next_seq: nextSeq,
-        on_frame: (frame, info) => post({ t: 'frame', bytes: frame, firstSeq: info.firstSeq, lastSeq: info.lastSeq }, [frame.buffer as ArrayBuffer]),
+        on_frame: (frame, info) => {
+          // Frames seal in seq order and an entry is noted only once appended, so the facts of this frame are
+          // the noted ones up to its last seq (an append that seals the previous frame is noted after it).
+          let n = 0;
+          while (n < recvs.length && recvs[n]! <= info.lastSeq) n += 2;
+          const facts: FrameFacts = { recvs: n === recvs.length ? recvs : recvs.slice(0, n), ended: endSeq !== 0 && endSeq <= info.lastSeq };
+          recvs = n === recvs.length ? [] : recvs.slice(n);
+          post({ t: 'frame', bytes: frame, firstSeq: info.firstSeq, lastSeq: info.lastSeq, facts }, [frame.buffer as ArrayBuffer]);
+        },
       });
+      sink = {
+        append: (entry: LogEntry): number => {
+          const seq = writer.append(entry);
+          if (entry.kind === EntryKind.RECV && entry.payload instanceof Uint8Array) {
+            const p = entry.payload;
+            recvs.push(seq, p.length >= 4 ? new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true) : -1);
+          } else if (entry.kind === EntryKind.END) {
+            endSeq = seq;
+          }
+          return seq;
+        },
+        appendClock: (kind, icount, ns) => writer.appendClock(kind, icount, ns),
+        appendRandom: (icount, bytes) => writer.appendRandom(icount, bytes),
+        flush: () => writer.flush(),
+      };
     }
     postLive(nextSeq);
     return sink;
