@@ -329,7 +329,8 @@ export class Backup extends EventEmitter<ReplicaEvents> {
 
   private tick(): void {
     if (this.role !== 'backup') return;
-    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT, u64Payload(this.primary_stamp));
+    // With the replay's progress: the primary throttles itself when this backup trails too far.
+    if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT, u64sPayload(this.primary_stamp, this.runner?.replayedSeq ?? 0));
     // Judged after the event loop's next poll, so that what the primary sent while this process was stopped
     // or starved is read before its silence is counted.
     setImmediate(() => this.judgePrimary());

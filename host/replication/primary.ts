@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import type { Arbiter } from '../arbiter/index.ts';
 import { ClientServer } from '../net/index.ts';
 import type { ServerLimits, ServerEvent } from '../net/index.ts';
-import { GuestRunner } from '../vm/index.ts';
+import { GuestRunner, THROTTLE_PAUSE_US_MAX } from '../vm/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
 import type { FrameFacts } from '../vm/runner.ts';
 import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from './channel.ts';
@@ -57,6 +57,12 @@ export interface PrimaryOptions extends ReplicaOptions {
   backup_wait_ms?: number;
   /** Log bytes kept for a backup that has not acked them; beyond it the backup counts as lost. */
   retained_bytes_max?: number;
+  /**
+   * How far (in ms of the primary's recording) the backup's replay may trail before the primary is throttled:
+   * its guest pauses at every check-in (slices shrink) and client input is held, until the lag is below half
+   * of it. It bounds failover time: a backup replays all it holds before going live. Default 100.
+   */
+  replay_lag_ms_max?: number;
 }
 
 export type ReplicaRole = 'primary' | 'backup' | 'claiming' | 'halted' | 'closed';
@@ -76,6 +82,10 @@ export interface ReplicaState {
   solo: boolean;
   peer_connected: boolean;
   guest_exited: boolean;
+  /** Primary: how far the backup's replay trails, in ms of this primary's recording (0 when caught up). */
+  replay_lag_ms?: number;
+  /** Primary: the pause at each check-in while throttled, in us (0: not throttled). */
+  throttle_pause_us?: number;
 }
 
 export interface ReplicaEvents {
@@ -88,6 +98,11 @@ export interface ReplicaEvents {
 export const HEARTBEAT_INTERVAL_MS_DEFAULT = 50;
 export const HEARTBEAT_TIMEOUT_MS_DEFAULT = 300;
 export const BACKUP_WAIT_MS_DEFAULT = 10_000;
+export const REPLAY_LAG_MS_MAX_DEFAULT = 100;
+/** Throttling: the first pause per check-in (doubling each interval while the lag stays over), and the slice. */
+const THROTTLE_PAUSE_US_FIRST = 500;
+const THROTTLE_SLICE = 100_000n;
+const SEALED_SAMPLES_MAX = 8192;
 export const RETAINED_BYTES_MAX_DEFAULT = 256 << 20;
 export const HELD_OUTPUTS_MAX_DEFAULT = 65_536;
 export const INPUT_QUEUE_MAX_DEFAULT = 4_096;
@@ -135,6 +150,14 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   private epoch = 0;
   private solo = false;
   private runner: GuestRunner | undefined;
+  /** The newest replay progress the backup reported (its HEARTBEAT): seq of the last entry its guest took. */
+  private backup_replayed_seq = 0;
+  /** (last seq, time) of recent sealed frames: the replay lag in time. */
+  private sealed: Array<{ lastSeq: number; ms: number }> = [];
+  private throttle_us = 0;
+  private progress_known = false;
+  /** Client input waits (bounded by input_queue_max) while the backup's replay trails too far. */
+  private input_held = false;
   private server: ClientServer | undefined;
   private listener: net.Server | undefined;
   private peer: LogPeer | undefined;
@@ -203,7 +226,7 @@ export class Primary extends EventEmitter<ReplicaEvents> {
       held_outputs_max: this.options.held_outputs_max ?? HELD_OUTPUTS_MAX_DEFAULT,
       onOverflow: (what) => this.backupLost(what),
     });
-    this.feeder = new InputFeeder(() => this.runner, (s) => this.gate.deliveredOf(s), this.options.input_queue_max ?? INPUT_QUEUE_MAX_DEFAULT);
+    this.feeder = new InputFeeder(() => (this.input_held ? undefined : this.runner), (s) => this.gate.deliveredOf(s), this.options.input_queue_max ?? INPUT_QUEUE_MAX_DEFAULT);
     server.onRequest = (session, seq, payload) => this.feeder.onRequest(session, seq, payload);
 
     await this.listenReplication();
@@ -263,6 +286,8 @@ export class Primary extends EventEmitter<ReplicaEvents> {
       solo: this.solo,
       peer_connected: this.peer?.isOpen ?? false,
       guest_exited: this.guest_exited,
+      replay_lag_ms: Math.round(this.replayLagMs()),
+      throttle_pause_us: this.throttle_us,
     };
   }
 
@@ -350,8 +375,14 @@ export class Primary extends EventEmitter<ReplicaEvents> {
         this.onAck(seq!);
         return this.onEcho(peer, echo!);
       }
-      case MessageType.HEARTBEAT:
-        return this.onEcho(peer, readU64(m.payload, 'HEARTBEAT'));
+      case MessageType.HEARTBEAT: {
+        // echo, then the seq its replay has reached (ftwasm backups always send it; without it, no throttling)
+        if (m.payload.length === 8) return this.onEcho(peer, readU64(m.payload, 'HEARTBEAT'));
+        const [echo, replayed] = readU64s(m.payload, 2, 'HEARTBEAT');
+        this.progress_known = true;
+        if (replayed! > this.backup_replayed_seq) this.backup_replayed_seq = Math.min(replayed!, this.sent_seq);
+        return this.onEcho(peer, echo!);
+      }
       default:
         peer.refuse(`unexpected message type ${m.type} from a backup`);
     }
@@ -386,6 +417,9 @@ export class Primary extends EventEmitter<ReplicaEvents> {
 
   private onFrame(bytes: Uint8Array, firstSeq: number, lastSeq: number, facts?: FrameFacts): void {
     assert(firstSeq === this.gate.last_seq + 1, `frame ${firstSeq}..${lastSeq} after seq ${this.gate.last_seq}`);
+    // When each frame was sealed, to tell how far behind the backup's replay is (bounded: oldest dropped).
+    this.sealed.push({ lastSeq, ms: performance.now() });
+    if (this.sealed.length > SEALED_SAMPLES_MAX) this.sealed.splice(0, this.sealed.length - SEALED_SAMPLES_MAX / 2);
     // This node's own guest sealed the frame: its worker says what is in it, no decoding here.
     if (facts) this.gate.onFrameFacts(firstSeq, lastSeq, facts);
     else this.gate.onFrames(bytes);
@@ -477,8 +511,33 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     this.gate.release(watermark);
   }
 
+  /** How long ago the first entry the backup has not replayed was sealed here; 0 when it replayed all sent. */
+  private replayLagMs(): number {
+    if (this.solo || !this.peer_ever || !this.progress_known) return 0;
+    const behind = this.sealed.find((f) => f.lastSeq > this.backup_replayed_seq);
+    return behind ? performance.now() - behind.ms : 0;
+  }
+
+  /** Once per heartbeat interval: throttle the guest and hold input while the backup's replay trails too far. */
+  private throttleStep(): void {
+    const runner = this.runner;
+    if (!runner) return;
+    const max = this.options.replay_lag_ms_max ?? REPLAY_LAG_MS_MAX_DEFAULT;
+    const lag = this.role === 'primary' && this.peer?.isOpen ? this.replayLagMs() : 0;
+    let next = this.throttle_us;
+    if (lag > max) next = Math.min(THROTTLE_PAUSE_US_MAX, next > 0 ? next * 2 : THROTTLE_PAUSE_US_FIRST);
+    else if (lag < max / 2) next = next >= 2 * THROTTLE_PAUSE_US_FIRST ? Math.floor(next / 2) : 0;
+    this.input_held = lag > max;
+    if (next === this.throttle_us) return;
+    if (this.throttle_us === 0) this.note(`the backup's replay trails by ${Math.round(lag)} ms (replay_lag_ms_max ${max}): throttling the guest and holding input`);
+    if (next === 0) this.note(`the backup's replay caught up (${Math.round(lag)} ms behind): throttle lifted`);
+    this.throttle_us = next;
+    runner.throttle(next, THROTTLE_SLICE);
+  }
+
   private tick(): void {
     if (this.role !== 'primary') return;
+    this.throttleStep();
     if (this.peer?.isOpen) this.peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
     if (this.solo) return;
     // Judged after the event loop's next poll: if this process was stopped or starved, what the backup sent

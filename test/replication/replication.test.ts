@@ -318,6 +318,32 @@ describe('batching on the log channel', () => {
     expect(b.peer.received[MessageType.FRAMES]).toBe(b.messages.length);
   });
 
+  it('a backup whose replay trails past replay_lag_ms_max throttles the primary and holds its input until it catches up', async () => {
+    const p = await primary({ heartbeat_timeout_ms: 10_000, replay_lag_ms_max: 60 });
+    const b = await fakeBackup(p);
+    const c = client(p.clientAddress());
+    // The fake backup acks everything it receives but reports (in its HEARTBEATs) that it replayed `replayed`.
+    let caughtUp = false;
+    const beat = setInterval(() => {
+      b.peer.send(MessageType.ACK, u64(b.state.lastSeq, b.state.stamp));
+      b.peer.send(MessageType.HEARTBEAT, u64(b.state.stamp, caughtUp ? b.state.lastSeq : 1));
+    }, 10);
+    cleanups.push(() => clearInterval(beat));
+    expect(str(await c.call(text('INCR lag')))).toBe('VALUE 1\n');
+    // Nothing replayed: the lag grows past 60 ms and the primary throttles itself.
+    await until(() => (p.state().throttle_pause_us ?? 0) > 0, 'the throttle');
+    expect(p.state().replay_lag_ms!).toBeGreaterThan(60);
+    // Held input: a request is accepted by nobody's guest while the lag lasts.
+    const seqBefore = p.state().last_seq;
+    const reply = c.call(text('INCR lag'));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(p.state().last_seq, 'no new entry while input is held').toBe(seqBefore);
+    // The backup reports it replayed all: the throttle lifts and the request goes through.
+    caughtUp = true;
+    await until(() => p.state().throttle_pause_us === 0, 'the throttle to lift');
+    expect(str(await reply)).toBe('VALUE 2\n');
+  });
+
   it('the acks of one read release once: one RELEASED covers all their outputs', async () => {
     const p = await primary({ heartbeat_timeout_ms: 10_000 });
     const b = await fakeBackup(p);
