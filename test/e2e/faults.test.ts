@@ -12,7 +12,7 @@ import { etcdForTests, type EtcdForTests } from '../arbiter/etcd-server.ts';
 import { freePort, stopCli, type CliProcess } from '../../host/cli/procs.ts';
 import { decodeFileHeader } from '../../host/log/index.ts';
 import { startProxy, type Proxy } from './proxy.ts';
-import { Children, NODE_TIMEOUT_MS, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, scratch, until } from './support.ts';
+import { Children, NODE_TIMEOUT_MS, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, scratch, until , expectSurvivorIsReplay, replayOf, stopSurvivor } from './support.ts';
 
 const EXIT_WAIT_MS = 15_000;
 const LOAD_WAIT_MS = 45_000;
@@ -97,40 +97,6 @@ async function expectAllZeros(load: CliProcess, context: () => string): Promise<
   expect(verdict).toEqual(allAnswered(SESSIONS * REQUESTS));
 }
 
-interface Final {
-  hash: string;
-  icount: string;
-  lastSeq: number;
-}
-
-/** SIGTERMs a live node: it closes its guest's input, waits for the guest, writes its log and final line, exits 0. */
-async function stopSurvivor(p: CliProcess, role: 'primary' | 'backup', context: () => string): Promise<Final> {
-  p.process.kill('SIGTERM');
-  expect(await exitOf(p), context()).toBe(0);
-  const m = new RegExp(`^${role}: final state ([0-9a-f]{32,64}) icount (\\d+) last seq (\\d+), log (\\S+) \\(`, 'm').exec(p.stderr());
-  expect(m, `${role}'s final line; it said:\n${p.stderr().slice(-2000)}`).not.toBeNull();
-  return { hash: m![1]!, icount: m![2]!, lastSeq: Number(m![3]) };
-}
-
-/** `ftwasm replay kv.wasm --log FILE`: the state of a fault-free run of that log. */
-async function replayOf(log: string): Promise<{ hash: string; icount: string; out: string }> {
-  const r = ftwasm(['replay', kv, '--log', log, '--quiet']);
-  const code = await exitOf(r, 30_000);
-  expect(code, r.stderr()).toBe(0);
-  const icount = /^icount: (\d+)$/m.exec(r.stderr());
-  const hash = /^state-hash: ([0-9a-f]{32,64})$/m.exec(r.stderr());
-  expect(icount && hash, r.stderr()).toBeTruthy();
-  return { hash: hash![1]!, icount: icount![1]!, out: r.stderr() };
-}
-
-async function expectSurvivorIsReplay(p: CliProcess, role: 'primary' | 'backup', log: string, context: () => string): Promise<void> {
-  const final = await stopSurvivor(p, role, context);
-  const replay = await replayOf(log);
-  expect(replay.out, 'a replay of a complete log ends with the guest returning, not at a cut').not.toMatch(/log ended at seq|torn frame/);
-  expect({ hash: replay.hash, icount: replay.icount }, `${role}'s state vs ftwasm replay of ${log}`).toEqual({ hash: final.hash, icount: final.icount });
-  console.log(`[faults]   ${role} final state ${final.hash.slice(0, 16)}… icount ${final.icount}, ${final.lastSeq} log entries: equal to ftwasm replay of its --log`);
-}
-
 /** A log file's frames: every byte after its header (whose creation time differs between nodes). */
 function framesOf(path: string): Buffer {
   const bytes = readFileSync(path);
@@ -152,7 +118,7 @@ describe('faults with real processes on loopback', () => {
     try {
       const load = startLoad(pair.servers);
       await expectAllZeros(load, pair.describe);
-      const primary = await stopSurvivor(pair.primary, 'primary', pair.describe);
+      const primary = await stopSurvivor(children, pair.primary, 'primary', pair.describe);
       // The backup replays the END its primary recorded, ends with the same state, and never fails over.
       expect(await exitOf(pair.backup), pair.describe()).toBe(0);
       expect(pair.backup.stderr()).not.toMatch(/primary lost|claiming/);
@@ -160,7 +126,7 @@ describe('faults with real processes on loopback', () => {
       expect(backup, pair.describe()).not.toBeNull();
       expect({ hash: backup![1], icount: backup![2], lastSeq: Number(backup![3]) }).toEqual(primary);
       expect(framesOf(pair.logB).equals(framesOf(pair.logP)), 'the backup logged the same frames as the primary').toBe(true);
-      const replay = await replayOf(pair.logP);
+      const replay = await replayOf(children, pair.logP);
       expect({ hash: replay.hash, icount: replay.icount }).toEqual({ hash: primary.hash, icount: primary.icount });
       console.log(`[faults] no fault: primary and backup final state ${primary.hash.slice(0, 16)}… icount ${primary.icount}, ${primary.lastSeq} entries, equal to ftwasm replay`);
     } finally {
@@ -182,7 +148,7 @@ describe('faults with real processes on loopback', () => {
       });
       await expectAllZeros(load, pair.describe);
       console.log(`[faults] backup kill -9 ${moment}: verdict all zeros; ${load.stderr().match(/load: outputs by epoch .*/)?.[0]}`);
-      await expectSurvivorIsReplay(pair.primary, 'primary', pair.logP, pair.describe);
+      await expectSurvivorIsReplay(children, pair.primary, 'primary', pair.logP, pair.describe);
     } finally {
       await stopCli(pair.primary);
       await stopCli(pair.backup);
@@ -230,7 +196,7 @@ describe('faults with real processes on loopback', () => {
       expect(released.outputs, 'outputs went out before the stop').toBeGreaterThan(0);
       await expectAllZeros(load, pair.describe);
       console.log(`[faults] primary SIGSTOP ${moment}: backup live; old primary halted, released up to seq ${released.seq} (backup knew ${lastHeard![1]}); verdict all zeros; ${load.stderr().match(/load: outputs by epoch .*/)?.[0]}`);
-      await expectSurvivorIsReplay(pair.backup, 'backup', pair.logB, pair.describe);
+      await expectSurvivorIsReplay(children, pair.backup, 'backup', pair.logB, pair.describe);
     } finally {
       await stopCli(pair.primary);
       await stopCli(pair.backup);
@@ -273,7 +239,7 @@ describe('faults with real processes on loopback', () => {
         expect(loser.stderr()).not.toMatch(/won epoch 2|LIVE as primary/);
         await expectAllZeros(load, pair.describe);
         console.log(`[faults] partition ${moment}, ${kind} arbiter: ${role} won epoch 2, ${other} halted (${/halted: (.*)/.exec(loser.stderr())?.[1]}); verdict all zeros; ${load.stderr().match(/load: outputs by epoch .*/)?.[0]}`);
-        await expectSurvivorIsReplay(survivor, role, log, pair.describe);
+        await expectSurvivorIsReplay(children, survivor, role, log, pair.describe);
       } finally {
         await stopCli(pair.primary);
         await stopCli(pair.backup);

@@ -3,6 +3,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { spawnCli, stopCli, until as untilMs, type CliProcess } from '../../host/cli/procs.ts';
 
 export const root = new URL('../..', import.meta.url).pathname;
@@ -72,3 +73,41 @@ export async function loadVerdict(load: CliProcess, ms: number): Promise<{ code:
 
 /** The verdict of a faithful run: every request answered once, in order. */
 export const allAnswered = (requests: number): Verdict => ({ sent: requests, responses: requests, lost: 0, duplicated: 0, out_of_order: 0 });
+
+const EXIT_WAIT_MS = 15_000;
+
+export interface Final {
+  hash: string;
+  icount: string;
+  lastSeq: number;
+}
+
+/** SIGTERMs a live node: it closes its guest's input, waits for the guest, writes its log and final line, exits 0. */
+export async function stopSurvivor(children: Children, p: CliProcess, role: 'primary' | 'backup', context: () => string): Promise<Final> {
+  p.process.kill('SIGTERM');
+  expect(await exitWithin(p, EXIT_WAIT_MS), context()).toBe(0);
+  const m = new RegExp(`^${role}: final state ([0-9a-f]{32,64}) icount (\\d+) last seq (\\d+), log (\\S+) \\(`, 'm').exec(p.stderr());
+  expect(m, `${role}'s final line; it said:\n${p.stderr().slice(-2000)}`).not.toBeNull();
+  return { hash: m![1]!, icount: m![2]!, lastSeq: Number(m![3]) };
+}
+
+/** `ftwasm replay kv.wasm --log FILE`: the state of a fault-free run of that log. */
+export async function replayOf(children: Children, log: string): Promise<{ hash: string; icount: string; out: string }> {
+  const r = children.ftwasm(['replay', kv, '--log', log, '--quiet']);
+  const code = await exitWithin(r, 30_000);
+  expect(code, r.stderr()).toBe(0);
+  const icount = /^icount: (\d+)$/m.exec(r.stderr());
+  const hash = /^state-hash: ([0-9a-f]{32,64})$/m.exec(r.stderr());
+  expect(icount && hash, r.stderr()).toBeTruthy();
+  return { hash: hash![1]!, icount: icount![1]!, out: r.stderr() };
+}
+
+/** The survivor's final state (SIGTERM) equals `ftwasm replay` of the log it wrote: a fault-free run of it. */
+export async function expectSurvivorIsReplay(children: Children, p: CliProcess, role: 'primary' | 'backup', log: string, context: () => string): Promise<Final> {
+  const final = await stopSurvivor(children, p, role, context);
+  const replay = await replayOf(children, log);
+  expect(replay.out, 'a replay of a complete log ends with the guest returning, not at a cut').not.toMatch(/log ended at seq|torn frame/);
+  expect({ hash: replay.hash, icount: replay.icount }, `${role}'s state vs ftwasm replay of ${log}`).toEqual({ hash: final.hash, icount: final.icount });
+  console.log(`[e2e]   ${role} final state ${final.hash.slice(0, 16)}… icount ${final.icount}, ${final.lastSeq} log entries: equal to ftwasm replay of its --log`);
+  return final;
+}
