@@ -1,16 +1,14 @@
 // The etcd arbiter against a real etcd: the shared contract, the keys and transaction, retries and the primary lease.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { GRPCUnavailableError, type Etcd3 } from 'etcd3';
 import { epochKey, openEtcdArbiter, openArbiter, primaryKey, type EtcdArbiter } from '../../host/arbiter/index.ts';
 import { leaseHolderProcess, removeArbiterBundle } from './child.ts';
-import { etcdForTests, ETCD_START_TIMEOUT_MS, freePort, type EtcdForTests } from './etcd-server.ts';
+import { ETCD_PRESENT, etcdForTests, ETCD_START_TIMEOUT_MS, freePort, type EtcdForTests } from './etcd-server.ts';
 import { ARBITER_TEST_TIMEOUT_MS, arbiterSuite, expectCode, expectLost, expectWon } from './suite.ts';
 
 // A fresh developer machine may have no etcd-server: `npm install && npm test` must still pass there, so
 // this file then reports its suite as not run, loudly. CI (CI=true) installs etcd and always runs it.
-const ETCD_PRESENT = Boolean(process.env['FTWASM_ETCD_URL']) || existsSync('/usr/bin/etcd') || process.env['CI'] === 'true';
 if (!ETCD_PRESENT) console.warn('etcd arbiter tests NOT RUN: no etcd-server here (apt-get install -y etcd-server); CI always runs them');
 
 let etcd: EtcdForTests | undefined;
