@@ -11,6 +11,7 @@
 //
 // Every layer comes from the package (dist/index.js: run `npm run build` after changing host/), the same
 // bundle the `ftwasm` processes of the failover part and of the process backup run.
+import { median, quantile, rng } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -60,36 +61,14 @@ const str = (b) => new TextDecoder().decode(b);
 
 // ---------------------------------------------------------------------------------------------- helpers
 
-/** Nearest-rank percentile of an ascending array. */
-function pct(sorted, q) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
-function median(values) {
-  const s = [...values].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+/** Nearest-rank percentile of an ascending array (NaN when empty). */
+const pct = (sorted, q) => (sorted.length === 0 ? NaN : quantile(sorted, q));
 function summary(values) {
   const s = [...values].sort((a, b) => a - b);
   return { n: s.length, p50: pct(s, 0.5), p90: pct(s, 0.9), p99: pct(s, 0.99), max: s.at(-1) ?? NaN, mean: s.reduce((a, b) => a + b, 0) / (s.length || 1) };
 }
 const round1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : null);
 const round3 = (x) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null);
-
-/** xorshift32: every run measures the same requests. */
-function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 /** Rejects naming `what` if `promise` has not settled within ms. */
 function within(promise, ms, what) {

@@ -1,7 +1,7 @@
 // The backup: follows the primary's log over the channel, acks what it received, replays it in a guest,
 // keeps the session table the log implies, and when the primary goes silent replays what it has, races for
 // the next epoch and, if it wins, goes live as the primary (clients find it and resend what they miss).
-import { EventEmitter } from 'node:events';
+import { ReplicaNode, startNode } from './node.ts';
 import net from 'node:net';
 import { ClientServer } from '../net/index.ts';
 import type { ServerEvent } from '../net/index.ts';
@@ -37,12 +37,10 @@ export const LOG_QUEUE_BYTES_MAX_DEFAULT = 64 << 20;
 const RECONNECT_PAUSE_MS = 50;
 
 /** A running backup; see startBackup. */
-export class Backup extends EventEmitter<ReplicaEvents> {
+export class Backup extends ReplicaNode {
   readonly nodeId: string;
-  readonly halted: Promise<string>;
   /** Resolves with the new epoch when this backup goes live. */
   readonly live: Promise<number>;
-  private role: ReplicaRole = 'backup';
   private epoch = 0;
   private primary_epoch = 0;
   private runner!: GuestRunner;
@@ -71,19 +69,17 @@ export class Backup extends EventEmitter<ReplicaEvents> {
   private guest_exited = false;
   private live_seq: Promise<number>;
   private result: RunnerResult | undefined;
-  private resolveHalted!: (reason: string) => void;
   private resolveLive!: (epoch: number) => void;
   private readonly interval_ms: number;
   private readonly timeout_ms: number;
 
   constructor(private readonly options: BackupOptions) {
-    super();
+    super('backup', options.onEvent);
     checkSecret(options.secret);
     this.nodeId = options.nodeId ?? defaultNodeId();
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
-    this.halted = new Promise((resolve) => (this.resolveHalted = resolve));
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
   }
@@ -181,7 +177,7 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     await this.shutdown('closed');
   }
 
-  private async shutdown(reason: string): Promise<void> {
+  protected async shutdown(reason: string): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.pump_timer) clearTimeout(this.pump_timer);
     this.feeder?.stop();
@@ -389,29 +385,9 @@ export class Backup extends EventEmitter<ReplicaEvents> {
     }
   }
 
-  private halt(reason: string): void {
-    if (this.role === 'halted' || this.role === 'closed') return;
-    this.role = 'halted';
-    this.note(`halted: ${reason}`);
-    void this.shutdown(reason);
-    this.resolveHalted(reason);
-    this.emit('halted', reason);
-  }
-
-  private note(text: string): void {
-    this.options.onEvent?.(text);
-    this.emit('note', text);
-  }
 }
 
 /** Starts a backup: client server bound (answering not_primary), replaying guest started, primary being reached. */
-export async function startBackup(options: BackupOptions): Promise<Backup> {
-  const backup = new Backup(options);
-  try {
-    await backup.start();
-  } catch (error) {
-    await backup.close().catch(() => undefined);
-    throw error;
-  }
-  return backup;
+export function startBackup(options: BackupOptions): Promise<Backup> {
+  return startNode(new Backup(options));
 }

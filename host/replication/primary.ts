@@ -1,7 +1,7 @@
 // The primary: wins an epoch, runs the guest in record mode, ships every sealed log frame to the backup,
 // and lets accepts and outputs out only once the backup acknowledged the entries behind them.
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
+import { ReplicaNode, startNode } from './node.ts';
 import net from 'node:net';
 import { hostname } from 'node:os';
 import type { Arbiter } from '../arbiter/index.ts';
@@ -142,11 +142,9 @@ interface RetainedFrame {
 }
 
 /** A running primary; see startPrimary. */
-export class Primary extends EventEmitter<ReplicaEvents> {
+export class Primary extends ReplicaNode {
   readonly nodeId: string;
   /** Resolves with the reason when this node halts (never, if it is closed first). */
-  readonly halted: Promise<string>;
-  private role: ReplicaRole = 'primary';
   private epoch = 0;
   private solo = false;
   private runner: GuestRunner | undefined;
@@ -179,7 +177,6 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   private timer: NodeJS.Timeout | undefined;
   private gate!: OutputGate;
   private feeder!: InputFeeder;
-  private resolveHalted!: (reason: string) => void;
   private readonly interval_ms: number;
   private readonly timeout_ms: number;
   /** How long after a stamp the backup echoed this primary may still release: see leaseHeld. */
@@ -187,7 +184,7 @@ export class Primary extends EventEmitter<ReplicaEvents> {
   private result: RunnerResult | undefined;
 
   constructor(private readonly options: PrimaryOptions) {
-    super();
+    super('primary', options.onEvent);
     checkSecret(options.secret);
     this.nodeId = options.nodeId ?? defaultNodeId();
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
@@ -195,7 +192,6 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     checkTimes(this.interval_ms, this.timeout_ms);
     // One heartbeat interval of margin for clocks of two hosts running at slightly different rates.
     this.lease_ms = this.timeout_ms - this.interval_ms;
-    this.halted = new Promise((resolve) => (this.resolveHalted = resolve));
   }
 
   /** Claims the next epoch, starts listening for the backup and the clients, and starts the guest. */
@@ -307,7 +303,7 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     await this.shutdown('closed');
   }
 
-  private async shutdown(reason: string): Promise<void> {
+  protected async shutdown(reason: string): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.flush_scheduled) clearImmediate(this.flush_scheduled);
     this.flush_scheduled = undefined;
@@ -583,29 +579,9 @@ export class Primary extends EventEmitter<ReplicaEvents> {
     this.emit('live', this.epoch);
   }
 
-  private halt(reason: string): void {
-    if (this.role === 'halted' || this.role === 'closed') return;
-    this.role = 'halted';
-    this.note(`halted: ${reason}`);
-    void this.shutdown(reason);
-    this.resolveHalted(reason);
-    this.emit('halted', reason);
-  }
-
-  private note(text: string): void {
-    this.options.onEvent?.(text);
-    this.emit('note', text);
-  }
 }
 
 /** Starts a primary: epoch won, replication and client listeners bound, guest running. */
-export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
-  const primary = new Primary(options);
-  try {
-    await primary.start();
-  } catch (error) {
-    await primary.close().catch(() => undefined);
-    throw error;
-  }
-  return primary;
+export function startPrimary(options: PrimaryOptions): Promise<Primary> {
+  return startNode(new Primary(options));
 }
