@@ -171,12 +171,6 @@ export class Backup extends ReplicaNode {
     return true;
   }
 
-  async close(): Promise<void> {
-    if (this.role === 'closed') return;
-    this.role = 'closed';
-    await this.shutdown('closed');
-  }
-
   protected async shutdown(reason: string): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.pump_timer) clearTimeout(this.pump_timer);

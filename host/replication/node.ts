@@ -20,6 +20,13 @@ export abstract class ReplicaNode extends EventEmitter<ReplicaEvents> {
   /** Stops the guest, listeners and channel (the node releases nothing more). */
   protected abstract shutdown(reason: string): Promise<void>;
 
+  /** Stops everything: guest, channel, client server. */
+  async close(): Promise<void> {
+    if (this.role === 'closed') return;
+    this.role = 'closed';
+    await this.shutdown('closed');
+  }
+
   /** Halts for good, once: says why, shuts down, resolves `halted` and emits 'halted'. */
   protected halt(reason: string): void {
     if (this.role === 'halted' || this.role === 'closed') return;

@@ -296,13 +296,6 @@ export class Primary extends ReplicaNode {
     this.runner?.closeInput();
   }
 
-  /** Stops everything: guest, channel, client server. */
-  async close(): Promise<void> {
-    if (this.role === 'closed') return;
-    this.role = 'closed';
-    await this.shutdown('closed');
-  }
-
   protected async shutdown(reason: string): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.flush_scheduled) clearImmediate(this.flush_scheduled);
