@@ -156,7 +156,7 @@ export class OutputGate {
  */
 export class InputFeeder {
   private readonly taken = new Map<number, number>();
-  private queue: Uint8Array[] = [];
+  private queue: Array<{ session: number; payload: Uint8Array }> = [];
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -180,11 +180,8 @@ export class InputFeeder {
     if (this.queue.length >= this.queue_max) {
       throw new ReplicationError('FTW_REPL_STATE', `input queue full (input_queue_max = ${this.queue_max}); request ${seq} of session ${session} refused`);
     }
-    const message = new Uint8Array(4 + payload.length);
-    new DataView(message.buffer).setUint32(0, session, true);
-    message.set(payload, 4);
     this.taken.set(session, seq);
-    this.queue.push(message);
+    this.queue.push({ session, payload }); // the payload is the decoder's own copy: kept, not copied again
     this.pump();
   }
 
@@ -200,7 +197,7 @@ export class InputFeeder {
     let n = 0;
     // No runner yet (a primary's guest starts after its listeners): keep the queue and retry, rather than
     // wait for a next request that may never come (its client waits for an accept first).
-    while (runner && n < this.queue.length && runner.send(this.queue[n]!)) n++;
+    while (runner && n < this.queue.length && runner.sendTo(this.queue[n]!.session, this.queue[n]!.payload)) n++;
     if (n > 0) this.queue.splice(0, n);
     if (this.queue.length > 0 && !this.timer) {
       this.timer = setTimeout(() => {

@@ -141,6 +141,11 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     return this.input.write(message);
   }
 
+  /** Queues one input message of `session` without building it first; false when the input ring is full now. */
+  sendTo(session: number, payload: Uint8Array): boolean {
+    return this.input.writeWithPrefix(session, payload);
+  }
+
   /** No more input: the guest's next recv on an empty queue returns -1. */
   closeInput(): void {
     this.input.close();
