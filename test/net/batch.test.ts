@@ -20,6 +20,7 @@ import {
 } from '../../host/net/index.ts';
 import { readFlatMap } from '../../host/net/messages.ts';
 import { openSession, propertySeed, sleep, text, waitFor } from './support.ts';
+import { concat } from '../log/support.ts';
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -27,15 +28,6 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-const concat = (parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
 
 /** Integers around every msgpack size boundary, and any up to 2^53-1. */
 const anyUint = fc.oneof(

@@ -81,6 +81,37 @@ function connectPeer(address: { host: string; port: number }, secret: Uint8Array
   return peer;
 }
 
+/**
+ * A fake backup: HELLO(1), then it records every FRAMES message (the frames' seq ranges), the SEND seqs, every
+ * RELEASED and every heartbeat stamp. It acks nothing by itself.
+ */
+async function fakeBackup(p: Primary) {
+  const peer = connectPeer(p.replicationAddress(), SECRET);
+  await peer.ready;
+  const reader = new FrameReader();
+  const messages: Array<Array<[number, number]>> = [];
+  const released: number[] = [];
+  const sends: number[] = [];
+  const state = { lastSeq: 0, stamp: 0 };
+  const stamps: number[] = [];
+  peer.on('message', (m) => {
+    if (m.type === MessageType.HEARTBEAT) stamps.push((state.stamp = Number(Buffer.from(m.payload).readBigUInt64LE(0))));
+    if (m.type === MessageType.RELEASED) released.push(Number(Buffer.from(m.payload).readBigUInt64LE(0)));
+    if (m.type !== MessageType.FRAMES) return;
+    const frames: Array<[number, number]> = [];
+    reader.push(m.payload);
+    for (let f = reader.next(); f !== 'incomplete'; f = reader.next()) {
+      frames.push([f.firstSeq, f.lastSeq]);
+      state.lastSeq = f.lastSeq;
+      for (const e of f.entries) if (e.kind === EntryKind.SEND) sends.push(e.seq);
+    }
+    messages.push(frames);
+  });
+  peer.send(MessageType.HELLO, u64(1));
+  await until(() => state.stamp > 0, 'the first heartbeat');
+  return { peer, messages, released, sends, state, stamps };
+}
+
 describe('the log channel', () => {
   it('refuses a backup without the secret before any log byte flows, with a clear error', async () => {
     const p = await primary({ heartbeat_timeout_ms: 5_000 });
@@ -122,34 +153,21 @@ describe('the log channel', () => {
 describe('the output rule', () => {
   it('holds an output until the backup acks the entry behind it, while the guest runs on', async () => {
     const p = await primary({ heartbeat_timeout_ms: 10_000 });
-    const peer = connectPeer(p.replicationAddress(), SECRET);
-    await peer.ready;
-    const reader = new FrameReader();
-    let sendSeq = 0;
-    let lastSeq = 0;
-    let stamp = 0;
-    peer.on('message', (m) => {
-      if (m.type === MessageType.HEARTBEAT) stamp = Number(Buffer.from(m.payload).readBigUInt64LE(0));
-      if (m.type !== MessageType.FRAMES) return;
-      reader.push(m.payload);
-      for (let f = reader.next(); f !== 'incomplete'; f = reader.next()) {
-        lastSeq = f.lastSeq;
-        for (const e of f.entries) if (e.kind === EntryKind.SEND) sendSeq = e.seq;
-      }
-    });
-    peer.send(MessageType.HELLO, u64(1));
+    const b = await fakeBackup(p);
     const c = client(p.clientAddress());
     let reply: string | undefined;
     void c.call(text('SET a 1')).then((b) => (reply = str(b)));
-    await until(() => sendSeq > 0, 'the SEND entry to reach the backup');
+    await until(() => b.sends.length > 0, 'the SEND entry to reach the backup');
+    const sendSeq = b.sends[0]!;
     await new Promise((r) => setTimeout(r, 150));
     expect(reply).toBeUndefined();
     expect(p.state().held_outputs).toBe(1);
     expect(p.state().lag_entries).toBeGreaterThan(0);
-    peer.send(MessageType.ACK, u64(sendSeq - 1, stamp));
+    b.peer.send(MessageType.ACK, u64(sendSeq - 1, b.state.stamp));
     await new Promise((r) => setTimeout(r, 100));
     expect(reply).toBeUndefined();
-    peer.send(MessageType.ACK, u64(lastSeq, stamp));
+    const lastSeq = b.state.lastSeq;
+    b.peer.send(MessageType.ACK, u64(lastSeq, b.state.stamp));
     await until(() => reply !== undefined, 'the released output');
     expect(reply).toBe('OK\n');
     expect(p.state()).toMatchObject({ held_outputs: 0, acked_seq: lastSeq, lag_entries: 0 });
@@ -159,23 +177,8 @@ describe('the output rule', () => {
 describe('the primary lease', () => {
   it('an ack read late (its echoed heartbeat stamp older than the heartbeat timeout) lets nothing out; a fresh echo does', async () => {
     const p = await primary({ heartbeat_timeout_ms: 400, heartbeat_interval_ms: 50 });
-    const peer = connectPeer(p.replicationAddress(), SECRET);
-    await peer.ready;
-    const reader = new FrameReader();
-    let lastSeq = 0;
-    let sendSeq = 0;
-    const stamps: number[] = [];
-    peer.on('message', (m) => {
-      if (m.type === MessageType.HEARTBEAT) stamps.push(Number(Buffer.from(m.payload).readBigUInt64LE(0)));
-      if (m.type !== MessageType.FRAMES) return;
-      reader.push(m.payload);
-      for (let f = reader.next(); f !== 'incomplete'; f = reader.next()) {
-        lastSeq = f.lastSeq;
-        for (const e of f.entries) if (e.kind === EntryKind.SEND) sendSeq = e.seq;
-      }
-    });
-    peer.send(MessageType.HELLO, u64(1));
-    await until(() => stamps.length > 0, 'the first heartbeat stamp');
+    const b = await fakeBackup(p);
+    const { peer, stamps } = b;
     const old = stamps[0]!;
     // The backup stays "alive" (heartbeats with the old stamp), so only the lease decides.
     const keepAlive = setInterval(() => peer.send(MessageType.HEARTBEAT, u64(old)), 50);
@@ -183,9 +186,10 @@ describe('the primary lease', () => {
     const c = client(p.clientAddress());
     let reply: string | undefined;
     void c.call(text('SET a 1')).then((b) => (reply = str(b)));
-    await until(() => sendSeq > 0, 'the SEND entry to reach the backup');
+    await until(() => b.sends.length > 0, 'the SEND entry to reach the backup');
     // Past the lease (timeout - interval = 350 ms) measured from the old stamp, then ack everything with it.
-    await until(() => stamps.length > 0 && (stamps.at(-1)! - old) / 1000 > 400, 'the old stamp to age past the heartbeat timeout');
+    await until(() => (stamps.at(-1)! - old) / 1000 > 400, 'the old stamp to age past the heartbeat timeout');
+    const lastSeq = b.state.lastSeq;
     peer.send(MessageType.ACK, u64(lastSeq, old));
     await until(() => p.state().acked_seq === lastSeq, 'the ack to be taken');
     await new Promise((r) => setTimeout(r, 100));
@@ -268,33 +272,6 @@ describe('losing the backup', () => {
 });
 
 describe('batching on the log channel', () => {
-  /** A fake backup: HELLO(1), then every FRAMES message with the frames it holds (seq ranges). */
-  async function fakeBackup(p: Primary) {
-    const peer = connectPeer(p.replicationAddress(), SECRET);
-    await peer.ready;
-    const reader = new FrameReader();
-    const messages: Array<Array<[number, number]>> = [];
-    const released: number[] = [];
-    const sends: number[] = [];
-    const state = { lastSeq: 0, stamp: 0 };
-    peer.on('message', (m) => {
-      if (m.type === MessageType.HEARTBEAT) state.stamp = Number(Buffer.from(m.payload).readBigUInt64LE(0));
-      if (m.type === MessageType.RELEASED) released.push(Number(Buffer.from(m.payload).readBigUInt64LE(0)));
-      if (m.type !== MessageType.FRAMES) return;
-      const frames: Array<[number, number]> = [];
-      reader.push(m.payload);
-      for (let f = reader.next(); f !== 'incomplete'; f = reader.next()) {
-        frames.push([f.firstSeq, f.lastSeq]);
-        state.lastSeq = f.lastSeq;
-        for (const e of f.entries) if (e.kind === EntryKind.SEND) sends.push(e.seq);
-      }
-      messages.push(frames);
-    });
-    peer.send(MessageType.HELLO, u64(1));
-    await until(() => state.stamp > 0, 'the first heartbeat');
-    return { peer, messages, released, sends, state };
-  }
-
   it('the frames sealed in one event-loop turn go to the backup as one FRAMES message', async () => {
     const p = await primary({ heartbeat_timeout_ms: 10_000 });
     const b = await fakeBackup(p);
