@@ -12,6 +12,7 @@
 // Every layer comes from the package (dist/index.js: run `npm run build` after changing host/), the same
 // bundle the `ftwasm` processes of the failover part and of the process backup run.
 import { median, quantile, rng } from './common.mjs';
+import { POOL, WORKLOADS, pool, setupPayloads } from './kv-workloads.mjs';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -34,8 +35,6 @@ const TP_SESSIONS = 8; // saturating load: sessions x calls outstanding each
 const TP_WINDOW = 32; // < requests_inflight_max (64)
 const LATENCY_REQUESTS = quick ? 200 : 800; // closed loop, one outstanding request
 const LATENCY_WARM_REQUESTS = 50;
-const KEYS = 1_000;
-const POOL = 4_096; // precomputed payloads per workload (power of two)
 const TICKER_ROUNDS = quick ? 1 : 2;
 const TICKER_MS = quick ? 600 : 1_500;
 const TICKER_SESSIONS = 4;
@@ -369,34 +368,11 @@ async function preload(client, payloads) {
 
 // -------------------------------------------------------------------------------------------- workloads
 
-const VALUE_16 = 'v'.repeat(16);
-const VALUE_1K = 'x'.repeat(1024);
-const WORKLOADS = [
-  {
-    name: 'get90',
-    what: 'GET-heavy: 90% GET / 10% SET, 16-byte values, 1,000 keys',
-    setup: () => Array.from({ length: KEYS }, (_, i) => `SET g${i} ${VALUE_16}`),
-    make: (r) => (r() < 0.9 ? `GET g${Math.floor(r() * KEYS)}` : `SET g${Math.floor(r() * KEYS)} ${VALUE_16}`),
-  },
-  { name: 'set1k', what: 'SET of 1 KiB values, 1,000 keys', make: (r) => `SET s${Math.floor(r() * KEYS)} ${VALUE_1K}` },
-  { name: 'incr', what: 'INCR on 1,000 counters', make: (r) => `INCR c${Math.floor(r() * KEYS)}` },
-  { name: 'id', what: 'ID: 8 bytes of random_fill per request', make: () => 'ID' },
-  {
-    name: 'ttlget',
-    what: 'GET of keys with a TTL: one clock_now per request',
-    setup: () => Array.from({ length: KEYS }, (_, i) => `SET t${i} ${VALUE_16} 3600000`),
-    make: (r) => `GET t${Math.floor(r() * KEYS)}`,
-  },
-];
 const VARIANTS = ['bare', 'solo', 'replicated', 'replicated_proc'];
 // The ticker and montecarlo guests are measured against the solo primary only.
 const SIDE_VARIANTS = ['solo', 'replicated', 'replicated_proc'];
 const rotate = (list, by) => list.map((_, i) => list[(i + by) % list.length]);
 
-function pool(workload, seed) {
-  const r = rng(seed);
-  return Array.from({ length: POOL }, () => text(workload.make(r)));
-}
 
 // --------------------------------------------------------------------------------------- part 1 and 2: kv
 
@@ -413,7 +389,7 @@ async function kvPart(results) {
   try {
     for (const [wi, workload] of WORKLOADS.entries()) {
       const payloads = pool(workload, 1000 + wi);
-      if (workload.setup) for (const v of VARIANTS) await preload(clients[v].lat, workload.setup().map(text));
+      if (workload.setup) for (const v of VARIANTS) await preload(clients[v].lat, setupPayloads(workload));
       const rows = Object.fromEntries(VARIANTS.map((v) => [v, { throughput: [], log_bytes: [], requests: [], seconds: [], usage: [], latency_us: [], hold_ms_load: [], hold_ms_closed: [] }]));
       for (let round = 0; round < ROUNDS && !overBudget(); round++) {
         // Rotate the order each round so that drift and warm-up hit every variant alike.

@@ -20,6 +20,7 @@ interface RoleOptions {
 export interface PrimaryCommandOptions extends RoleOptions {
   replication: string;
   backupWaitMs?: string;
+  replayLagMsMax?: string;
 }
 
 export interface BackupCommandOptions extends RoleOptions {
@@ -151,6 +152,7 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
   const clients = parseAddress(opts.clients);
   const replication = parseAddress(opts.replication);
   const backupWait = intOption(opts.backupWaitMs, 'backup-wait-ms');
+  const replayLagMax = intOption(opts.replayLagMsMax, 'replay-lag-ms-max');
   const log = new NodeLog('primary', opts.log, guest.moduleHash);
   const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startPrimary({
@@ -161,6 +163,7 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
     replication: { host: replication.host, port: replication.port },
     ...timing(opts),
     ...(backupWait !== undefined ? { backup_wait_ms: backupWait } : {}),
+    ...(replayLagMax !== undefined ? { replay_lag_ms_max: replayLagMax } : {}),
     onEvent: (text) => process.stderr.write(`primary: ${text}\n`),
     onLogFrames: log.onLogFrames,
   });

@@ -213,6 +213,7 @@ export class ClientServer {
   private readonly host: string;
   private readonly port: number;
   private readonly sessions = new Map<number, Session>();
+  private evictedUnacked = 0; // outputs dropped from a session buffer before the client acked them
   private readonly connections = new Set<Connection>();
   private next_session = 1;
   private server: net.Server | undefined;
@@ -293,10 +294,10 @@ export class ClientServer {
   }
 
   /** Counts for tests and monitoring. */
-  stats(): { connections: number; sessions: number; buffered_outputs: number } {
+  stats(): { connections: number; sessions: number; buffered_outputs: number; outputs_evicted_unacked: number } {
     let buffered_outputs = 0;
     for (const s of this.sessions.values()) buffered_outputs += s.buffer.length;
-    return { connections: this.connections.size, sessions: this.sessions.size, buffered_outputs };
+    return { connections: this.connections.size, sessions: this.sessions.size, buffered_outputs, outputs_evicted_unacked: this.evictedUnacked };
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -713,6 +714,10 @@ export class ClientServer {
     s.buffer.splice(0, drop);
     s.buffer_bytes = bytes;
     if (last > s.output_acked) {
+      this.evictedUnacked += drop;
+      // A backup's clients ack the primary, not it: there, dropping the oldest is the buffer's normal
+      // turnover (bounded by outputs_buffered_max), counted in stats() rather than announced per output.
+      if (this.options.role() !== 'primary') return;
       this.event({ kind: 'outputs_evicted', session: s.id, message: `session ${s.id}: unacked outputs up to ${last} dropped from the buffer` });
     }
   }

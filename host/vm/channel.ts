@@ -66,9 +66,11 @@ export class SharedRing {
     if (prefix >= 0) tail = this.putU32(tail, prefix);
     tail = this.put(tail, payload);
     Atomics.store(this.header, TAIL, tail | 0);
-    // Waking a thread costs a system call: only when the consumer said it is waiting. It sets WAITING before
-    // its last look at TAIL, and Atomics are sequentially consistent: it sees this TAIL or we see its flag.
-    if (Atomics.load(this.header, WAITING) !== 0) Atomics.notify(this.header, TAIL);
+    // Waking a thread costs a system call: only when the consumer said it is waiting, and once per wait (the
+    // flag is taken back here, so the writes after this one in the same burst do not notify again). It sets
+    // WAITING before its last look at TAIL, and Atomics are sequentially consistent: it sees this TAIL or we
+    // see its flag.
+    if (Atomics.compareExchange(this.header, WAITING, 1, 0) === 1) Atomics.notify(this.header, TAIL);
     return true;
   }
 

@@ -108,13 +108,16 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     this.worker = new Worker(workerPath(), { workerData: init });
     this.done = new Promise<RunnerResult>((resolve, reject) => {
       this.worker.on('message', (m: WorkerMessage) => {
-        if (m.t === 'frame' || m.t === 'send' || m.t === 'log') {
+        if (m.t === 'frame' || m.t === 'send' || m.t === 'sends' || m.t === 'log') {
           Atomics.sub(this.inFlight, 0, 1);
           Atomics.notify(this.inFlight, 0);
         }
         switch (m.t) {
           case 'send':
             return void this.emit('send', m.session, m.bytes, m.seq);
+          case 'sends':
+            for (const o of m.items) this.emit('send', o.session, o.bytes, o.seq);
+            return;
           case 'log':
             return void this.emit('log', m.text, m.seq);
           case 'frame':

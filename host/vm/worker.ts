@@ -9,6 +9,10 @@ import { GuestCore } from './core.ts';
 import type { EntrySink, EntrySource, GuestMode } from './core.ts';
 import { RealWorld } from './world.ts';
 
+/** Group commit of outputs (see flushSends): at most this many held, for at most this long. */
+const SEND_BATCH_MAX = 64;
+const SEND_BATCH_MS = 0.2;
+
 export interface WorkerInit {
   module: WebAssembly.Module;
   mode: GuestMode;
@@ -35,6 +39,7 @@ export interface WorkerInit {
 export type WorkerMessage =
   | { t: 'frame'; bytes: Uint8Array; firstSeq: number; lastSeq: number; facts: FrameFacts }
   | { t: 'send'; session: number; bytes: Uint8Array; seq: number }
+  | { t: 'sends'; items: { session: number; bytes: Uint8Array; seq: number }[] }
   | { t: 'log'; text: string; seq: number }
   | { t: 'live'; seq: number }
   | { t: 'done'; exit: string; icount: string; stateHash: Uint8Array; lastSeq: number; trap?: string }
@@ -62,9 +67,15 @@ class RingSource implements EntrySource {
     private readonly ring: SharedRing,
     private readonly onEnd?: (nextSeq: number) => void,
     private readonly progress?: Float64Array,
+    private readonly beforeBlock?: () => void,
   ) {}
+  /** More log is here already: entries decoded and not taken, or bytes in the ring. */
+  pending(): boolean {
+    return this.at < this.queue.length || this.ring.usedBytes() > 0;
+  }
   peek(): LogEntry | undefined {
     while (this.at >= this.queue.length && !this.ended) {
+      if (this.ring.usedBytes() === 0) this.beforeBlock?.();
       const chunk = this.ring.read(Infinity);
       if (chunk === RING_CLOSED) {
         this.ended = true;
@@ -96,7 +107,7 @@ function main(): void {
   // Outputs and frames wait for the main thread once inFlightMax are queued: a host whose event loop
   // falls behind slows the guest down instead of growing the message queue without bound.
   const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => {
-    if (m.t === 'frame' || m.t === 'send' || m.t === 'log') {
+    if (m.t === 'frame' || m.t === 'send' || m.t === 'sends' || m.t === 'log') {
       // This thread is the only one adding, so once below the bound, adding one keeps it within.
       for (let n = Atomics.load(inFlight, 0); n >= init.inFlightMax; n = Atomics.load(inFlight, 0)) {
         Atomics.wait(inFlight, 0, n, 100);
@@ -106,6 +117,21 @@ function main(): void {
     port.postMessage(m, transfer);
   };
   let sink: (EntrySink & { flush(): void }) | undefined;
+  // Group commit of outputs: while more client input (or, replaying, more log) already waits, the guest's
+  // outputs are held here and go out together, after one flush of the log: when the guest would block, at a
+  // check-in, before 'live', or once SEND_BATCH_MAX are held or the oldest is SEND_BATCH_MS old. With nothing
+  // queued an output goes at once, so a lone request (and a compute-bound guest) sees no added latency; under
+  // load one frame, one FRAMES message and one ack cover many requests instead of one each.
+  const input = new SharedRing(init.inputRing);
+  let source: RingSource | undefined;
+  let sends: { session: number; bytes: Uint8Array; seq: number }[] = [];
+  let sendsSince = 0;
+  const flushSends = (): void => {
+    if (sends.length === 0) return;
+    sink?.flush(); // the entries go out before the outputs can be released
+    post(sends.length === 1 ? { t: 'send', ...sends[0]! } : { t: 'sends', items: sends });
+    sends = [];
+  };
   let file: LogFileWriter | undefined;
   // 'live' goes out as soon as the replay has taken the last entry of a closed log (the guest records from
   // then on), not at its first new entry: a guest that goes live and blocks in recv appends nothing until the
@@ -114,6 +140,7 @@ function main(): void {
   const postLive = (nextSeq: number): void => {
     if (init.mode !== 'replay' || init.atLogEnd !== 'go-live' || livePosted) return;
     livePosted = true;
+    flushSends(); // every replayed output reaches the host before it hears the guest is live
     post({ t: 'live', seq: nextSeq });
   };
   const makeSink = (nextSeq: number): EntrySink => {
@@ -156,10 +183,13 @@ function main(): void {
     return sink;
   };
   const world = new RealWorld({
-    input: new SharedRing(init.inputRing),
+    input,
     interrupts: new SharedRing(init.interruptRing),
     ...(init.cpuId !== undefined ? { cpuId: init.cpuId } : {}),
-    beforeBlock: () => sink?.flush(),
+    beforeBlock: () => {
+      flushSends();
+      sink?.flush();
+    },
   });
   try {
     const core = new GuestCore({
@@ -167,8 +197,9 @@ function main(): void {
       mode: init.mode,
       world,
       ...(init.mode === 'record' || init.atLogEnd === 'go-live' ? { sink: makeSink } : {}),
-      ...(init.logRing ? { source: new RingSource(new SharedRing(init.logRing), postLive, new Float64Array(init.progress)) } : {}),
+      ...(init.logRing ? { source: (source = new RingSource(new SharedRing(init.logRing), postLive, new Float64Array(init.progress), flushSends)) } : {}),
       checkIn: () => {
+        flushSends();
         const pause_us = Atomics.load(control, 0);
         if (pause_us > 0) Atomics.wait(control, 2, 0, pause_us / 1000);
         const slice = Atomics.load(control, 1);
@@ -176,16 +207,22 @@ function main(): void {
       },
       outputs: {
         send: (session, bytes, seq) => {
-          sink?.flush(); // the entry goes out before the output can be released
-          post({ t: 'send', session, bytes, seq });
+          if (sends.length === 0) sendsSince = performance.now();
+          sends.push({ session, bytes, seq });
+          const more = input.usedBytes() > 0 || (source?.pending() ?? false);
+          if (!more || sends.length >= SEND_BATCH_MAX || performance.now() - sendsSince >= SEND_BATCH_MS) flushSends();
         },
-        log: (text, seq) => post({ t: 'log', text, seq }),
+        log: (text, seq) => {
+          flushSends(); // in order with the outputs around it
+          post({ t: 'log', text, seq });
+        },
       },
       sliceInstructions: BigInt(init.sliceInstructions),
       checkpointInstructions: BigInt(init.checkpointInstructions),
       atLogEnd: init.atLogEnd,
     });
     const result = core.run(init.entry);
+    flushSends();
     sink?.flush();
     file?.close();
     post({
@@ -194,6 +231,7 @@ function main(): void {
     });
   } catch (error) {
     try {
+      flushSends();
       sink?.flush();
       file?.close();
     } catch {

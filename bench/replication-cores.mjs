@@ -1,0 +1,245 @@
+// Replication cost on the primary, with the parties on separate cores, as VMware FT puts them on separate
+// machines. On this 2-core box bench/replication.mjs runs clients, primary and backup on the same two cores,
+// so a backup replaying every request takes its CPU straight from the primary and the clients. Here:
+//
+//   core 0: the primary (`ftwasm primary`, main thread and guest worker), alone;
+//   core 1: the client load (bench/kv-load.mjs, its own process) and, when replicated, `ftwasm backup`.
+//
+// The primary's core is the bottleneck (the JSON reports each core's use), so the throughput ratio
+// replicated / solo is what the output rule, the log stream and the backup's acks cost the primary. Solo is the
+// same `ftwasm primary` with --backup-wait-ms 0 (it goes on alone and releases at once). Variants alternate
+// within every round; ratios are paired per round and their median reported.
+//
+//   node bench/replication-cores.mjs [--quick]
+//
+// Needs taskset (util-linux) and 2 cores. Writes bench/results/replication-cores.json and .md (full run).
+// All on 127.0.0.1; every wait is bounded in time.
+import { machineFacts, median, quantile } from './common.mjs';
+import { WORKLOADS } from './kv-workloads.mjs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const cli = join(root, 'dist/cli.js');
+const quick = process.argv.includes('--quick');
+const only = process.argv.find((a) => a.startsWith('--workloads='))?.slice('--workloads='.length).split(',');
+// Extra node flags for the primary and backup processes (for example --cpu-prof), from the environment.
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
+const ROUNDS = quick ? 1 : 3;
+const WARM_MS = quick ? 300 : 500;
+const WINDOW_MS = quick ? 700 : 2_000;
+const SESSIONS = 8;
+const WINDOW = 32; // calls outstanding per session (< requests_inflight_max, 64)
+const LATENCY_CALLS = quick ? 200 : 800;
+const STEP_MS_MAX = 20_000; // a process getting ready, a load run finishing
+const LOAD_MS_MAX = 60_000;
+const TARGETS = { throughput_ratio_min: 0.95, added_p50_us_max: 200 };
+const VARIANTS = ['solo', 'replicated'];
+const PRIMARY_CPU = process.env.BENCH_PRIMARY_CPU ?? '0';
+const OTHER_CPU = process.env.BENCH_OTHER_CPU ?? '1';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const round1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : null);
+const round3 = (x) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null);
+
+if (os.cpus().length < 2) {
+  console.error('bench/replication-cores: needs 2 cores');
+  process.exit(2);
+}
+if (spawnSync('taskset', ['-c', '0', 'true']).status !== 0) {
+  console.error('bench/replication-cores: needs taskset (Debian package util-linux)');
+  process.exit(2);
+}
+
+const scratch = mkdtempSync(join(os.tmpdir(), 'ftwasm-bench-cores-'));
+const secretFile = join(scratch, 'secret');
+writeFileSync(secretFile, 'bench replication secret, 32 bytes');
+const guest = join(root, 'build/guest/kv.wasm');
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A child pinned to `cpu`; collects its stdout and stderr. */
+function pinned(cpu, args) {
+  const child = spawn('taskset', ['-c', cpu, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code, signal) => r({ code, signal }))) };
+  child.stdout.on('data', (d) => (p.out += d));
+  child.stderr.on('data', (d) => (p.err += d));
+  return p;
+}
+
+async function waitFor(p, cond, what) {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (p.child.exitCode !== null) throw new Error(`${what}: the process exited (${p.child.exitCode}); it said: ${p.err.slice(-600)}`);
+    if (performance.now() - t0 > STEP_MS_MAX) throw new Error(`timed out waiting for ${what}; it said: ${p.err.slice(-600)}`);
+    await sleep(5);
+  }
+}
+
+async function stop(p) {
+  if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+  const r = await Promise.race([p.exited, sleep(5_000).then(() => 'timeout')]);
+  if (r === 'timeout') {
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+}
+
+/** CPU seconds (user + system, all threads) of a process so far, from /proc. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+let runs = 0;
+async function startNodes(variant) {
+  const dir = join(scratch, `arbiter-${++runs}`);
+  mkdirSync(dir);
+  const clientsPort = await freePort();
+  const replicationPort = await freePort();
+  const primary = pinned(PRIMARY_CPU, [
+    ...NODE_FLAGS, cli, 'primary', guest, '--clients', `127.0.0.1:${clientsPort}`, '--replication', `127.0.0.1:${replicationPort}`,
+    '--arbiter', `file:${dir}`, '--deployment', 'bench', '--secret-file', secretFile,
+    ...(variant === 'solo' ? ['--backup-wait-ms', '0'] : []),
+    ...(process.env.BENCH_LAG_MAX ? ['--replay-lag-ms-max', process.env.BENCH_LAG_MAX] : []),
+  ]);
+  const nodes = { primary, backup: undefined, server: `127.0.0.1:${clientsPort}` };
+  if (variant === 'solo') {
+    await waitFor(primary, () => primary.err.includes('going on without a backup'), 'the solo primary to go live');
+    return nodes;
+  }
+  await waitFor(primary, () => primary.err.includes('primary: ready'), 'the primary to start');
+  nodes.backup = pinned(OTHER_CPU, [
+    ...NODE_FLAGS, cli, 'backup', guest, '--primary', `127.0.0.1:${replicationPort}`, '--clients', `127.0.0.1:${await freePort()}`,
+    '--arbiter', `file:${dir}`, '--deployment', 'bench', '--secret-file', secretFile,
+  ]);
+  await waitFor(primary, () => /backup .* connected/.test(primary.err), 'the backup to connect');
+  return nodes;
+}
+
+/** One load run against `nodes`: throughput window, CPU of each party over it, then closed-loop latency. */
+async function measure(nodes, workload, seed) {
+  const load = pinned(OTHER_CPU, [
+    join(root, 'bench/kv-load.mjs'), '--server', nodes.server, '--workload', workload.name, '--seed', String(seed),
+    '--sessions', String(SESSIONS), '--window', String(WINDOW), '--warm-ms', String(WARM_MS), '--ms', String(WINDOW_MS), '--latency', String(LATENCY_CALLS),
+  ]);
+  const pids = { primary: nodes.primary.child.pid, backup: nodes.backup?.child.pid, load: load.child.pid };
+  const sample = () => ({ t: performance.now(), ...Object.fromEntries(Object.entries(pids).filter(([, pid]) => pid).map(([k, pid]) => [k, cpuSeconds(pid)])) });
+  let m0;
+  let m1;
+  const t0 = performance.now();
+  while (m1 === undefined) {
+    if (performance.now() - t0 > LOAD_MS_MAX) throw new Error(`the load run did not finish its window; it said: ${load.err.slice(-600)}`);
+    if (load.child.exitCode !== null) throw new Error(`the load exited (${load.child.exitCode}): ${load.err.slice(-600)}`);
+    if (m0 === undefined && load.out.includes('"window-start"')) m0 = sample();
+    if (m0 !== undefined && load.out.includes('"window-end"')) m1 = sample();
+    await sleep(1);
+  }
+  const r = await Promise.race([load.exited, sleep(LOAD_MS_MAX).then(() => 'timeout')]);
+  if (r === 'timeout' || r.code !== 0) {
+    await stop(load);
+    throw new Error(`the load run failed: ${load.err.slice(-600)}`);
+  }
+  const result = JSON.parse(load.out.trim().split('\n').at(-1));
+  const s = (m1.t - m0.t) / 1e3;
+  const cores = Object.fromEntries(Object.keys(pids).filter((k) => m0[k] !== undefined).map((k) => [k, round3((m1[k] - m0[k]) / s)]));
+  return {
+    requests_per_s: result.requests_per_s,
+    cpu_us_per_request: Object.fromEntries(Object.entries(cores).map(([k, c]) => [k, round1((c * 1e6) / result.requests_per_s)])),
+    cores,
+    latency_us: result.latency_us,
+  };
+}
+
+const summary = (values) => {
+  const s = [...values].sort((a, b) => a - b);
+  return { n: s.length, p50: round1(quantile(s, 0.5)), p90: round1(quantile(s, 0.9)), p99: round1(quantile(s, 0.99)) };
+};
+
+const t_start = performance.now();
+const results = { benchmark: 'replication-cores', machine: machineFacts(), config: {}, workloads: {} };
+results.config = {
+  rounds: ROUNDS, warm_ms: WARM_MS, window_ms: WINDOW_MS, sessions: SESSIONS, calls_outstanding_per_session: WINDOW, latency_calls: LATENCY_CALLS,
+  placement: `primary pinned to cpu ${PRIMARY_CPU}; client load process and backup pinned to cpu ${OTHER_CPU} (taskset)`,
+  heartbeat: 'defaults: 50 ms interval, 300 ms timeout', arbiter: 'file',
+};
+try {
+  for (const [wi, workload] of WORKLOADS.entries()) {
+    if (only && !only.includes(workload.name)) continue;
+    const rows = Object.fromEntries(VARIANTS.map((v) => [v, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = (round + wi) % 2 === 0 ? VARIANTS : [...VARIANTS].reverse();
+      for (const v of order) {
+        const nodes = await startNodes(v);
+        try {
+          rows[v].push(await measure(nodes, workload, 1000 + wi));
+        } finally {
+          if (nodes.backup) await stop(nodes.backup);
+          await stop(nodes.primary);
+          if (process.env.BENCH_DEBUG) console.error(`--- ${v} primary:\n${nodes.primary.err}\n--- backup:\n${nodes.backup?.err ?? ''}`);
+        }
+      }
+    }
+    const ratios = rows.replicated.map((r, i) => r.requests_per_s / rows.solo[i].requests_per_s);
+    const lat = Object.fromEntries(VARIANTS.map((v) => [v, summary(rows[v].flatMap((r) => r.latency_us))]));
+    const w = {
+      what: workload.what,
+      requests_per_s: Object.fromEntries(VARIANTS.map((v) => [v, Math.round(median(rows[v].map((r) => r.requests_per_s)))])),
+      throughput_ratio: round3(median(ratios)),
+      throughput_ratios: ratios.map(round3),
+      latency_us: lat,
+      added_latency_us: { p50: round1(lat.replicated.p50 - lat.solo.p50), p99: round1(lat.replicated.p99 - lat.solo.p99) },
+      cpu_us_per_request: Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(Object.keys(rows[v][0].cpu_us_per_request).map((k) => [k, round1(median(rows[v].map((r) => r.cpu_us_per_request[k])))]))])),
+      cores: Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(Object.keys(rows[v][0].cores).map((k) => [k, round3(median(rows[v].map((r) => r.cores[k])))]))])),
+    };
+    results.workloads[workload.name] = w;
+    console.log(
+      `${workload.name.padEnd(7)} solo ${String(w.requests_per_s.solo).padStart(6)} req/s  replicated ${String(w.requests_per_s.replicated).padStart(6)}  ratio ${w.throughput_ratio.toFixed(3)}  ` +
+        `added p50/p99 ${w.added_latency_us.p50}/${w.added_latency_us.p99} us  primary CPU/req ${w.cpu_us_per_request.solo.primary} -> ${w.cpu_us_per_request.replicated.primary} us  ` +
+        `cores primary ${w.cores.replicated.primary}, load ${w.cores.replicated.load} + backup ${w.cores.replicated.backup}`,
+    );
+  }
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
+const g = results.workloads.get90;
+results.summary = {
+  throughput_ratio_get90: g.throughput_ratio,
+  added_latency_p50_us_get90: g.added_latency_us.p50,
+  throughput_ratio_median_over_workloads: round3(median(Object.values(results.workloads).map((w) => w.throughput_ratio))),
+  targets: { ...TARGETS, throughputRatioMet: g.throughput_ratio >= TARGETS.throughput_ratio_min, addedP50Met: g.added_latency_us.p50 <= TARGETS.added_p50_us_max },
+};
+results.machine.loadAverageEnd = round1(os.loadavg()[0]);
+results.seconds = round1((performance.now() - t_start) / 1e3);
+
+const m = results.machine;
+const md = [
+  '| workload | solo req/s | replicated req/s | ratio | added latency p50 / p99 us | primary CPU us/request (solo -> replicated) | cores used, replicated: primary / load + backup |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...Object.values(results.workloads).map(
+    (w) =>
+      `| ${w.what} | ${w.requests_per_s.solo} | ${w.requests_per_s.replicated} | ${w.throughput_ratio.toFixed(2)} | ${w.added_latency_us.p50} / ${w.added_latency_us.p99} | ${w.cpu_us_per_request.solo.primary} -> ${w.cpu_us_per_request.replicated.primary} | ${w.cores.replicated.primary} / ${w.cores.replicated.load} + ${w.cores.replicated.backup} |`,
+  ),
+  '',
+  `Primary (\`ftwasm primary\`) alone on cpu ${PRIMARY_CPU}; the client load (${SESSIONS} sessions x ${WINDOW} calls outstanding, then one call at a time for latency) and \`ftwasm backup\` on cpu ${OTHER_CPU}. ` +
+    `Solo = the same primary with --backup-wait-ms 0. ${ROUNDS} rounds, variants alternating, a fresh pair of processes per run; ratio = median of per-round ratios. All on 127.0.0.1.`,
+  `Measured by \`node bench/replication-cores.mjs\` on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, load average ${m.loadAverageStart} at the start, ${m.loadAverageEnd} at the end.`,
+].join('\n');
+console.log(`\n${md}\n\n(${results.seconds} s)`);
+if (!quick && !only) {
+  writeFileSync(join(root, 'bench/results/replication-cores.json'), `${JSON.stringify(results, null, 1)}\n`);
+  writeFileSync(join(root, 'bench/results/replication-cores.md'), `${md}\n`);
+}
