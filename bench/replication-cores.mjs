@@ -1,19 +1,24 @@
-// Replication cost on the primary, with the parties on separate cores, as VMware FT puts them on separate
-// machines. On this 2-core box bench/replication.mjs runs clients, primary and backup on the same two cores,
-// so a backup replaying every request takes its CPU straight from the primary and the clients. Here:
+// Replication cost on the primary, with the client load in a process of its own (as clients would be on
+// other machines), in two placements of the processes on this 2-core box:
 //
-//   core 0: the primary (`ftwasm primary`, main thread and guest worker), alone;
-//   core 1: the client load (bench/kv-load.mjs, its own process) and, when replicated, `ftwasm backup`.
+//   split:  the primary (`ftwasm primary`: main thread and guest worker) pinned alone to cpu 0; the client
+//           load (bench/kv-load.mjs) and, when replicated, `ftwasm backup` pinned to cpu 1 (taskset). The
+//           nearest this box comes to VMware FT's backup on another machine, except that the backup shares
+//           its core with the load.
+//   shared: no pinning: every process on both cores, as bench/replication.mjs runs them.
 //
-// The primary's core is the bottleneck (the JSON reports each core's use), so the throughput ratio
-// replicated / solo is what the output rule, the log stream and the backup's acks cost the primary. Solo is the
-// same `ftwasm primary` with --backup-wait-ms 0 (it goes on alone and releases at once). Variants alternate
-// within every round; ratios are paired per round and their median reported.
+// Per workload and placement: solo (the same primary with --backup-wait-ms 0: it goes on alone and releases
+// at once) against replicated, alternating within every round, a fresh set of processes per run; ratios paired
+// per round, medians reported. Also the primary process's CPU per request (user + system of all its threads
+// over the counted window, from /proc): replicated over solo is what replication costs the primary itself,
+// whatever core the backup and the clients take their CPU from.
 //
-//   node bench/replication-cores.mjs [--quick]
+//   node bench/replication-cores.mjs [--quick] [--workloads=get90,...]
 //
-// Needs taskset (util-linux) and 2 cores. Writes bench/results/replication-cores.json and .md (full run).
-// All on 127.0.0.1; every wait is bounded in time.
+// Environment (for investigation, not for recorded runs): BENCH_NODE_FLAGS (extra node flags for the primary
+// and backup, e.g. --cpu-prof), BENCH_LAG_MAX (the primary's --replay-lag-ms-max), BENCH_DEBUG (print what
+// the nodes said). Needs taskset (util-linux) and 2 cores. Writes bench/results/replication-cores.json and
+// .md (full run of every workload only). All on 127.0.0.1; every wait is bounded in time.
 import { machineFacts, median, quantile } from './common.mjs';
 import { WORKLOADS } from './kv-workloads.mjs';
 import { spawn, spawnSync } from 'node:child_process';
@@ -39,8 +44,10 @@ const STEP_MS_MAX = 20_000; // a process getting ready, a load run finishing
 const LOAD_MS_MAX = 60_000;
 const TARGETS = { throughput_ratio_min: 0.95, added_p50_us_max: 200 };
 const VARIANTS = ['solo', 'replicated'];
-const PRIMARY_CPU = process.env.BENCH_PRIMARY_CPU ?? '0';
-const OTHER_CPU = process.env.BENCH_OTHER_CPU ?? '1';
+const PLACEMENTS = {
+  split: { primary: '0', other: '1' },
+  shared: { primary: '0,1', other: '0,1' },
+};
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const round1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : null);
@@ -105,12 +112,12 @@ function cpuSeconds(pid) {
 }
 
 let runs = 0;
-async function startNodes(variant) {
+async function startNodes(variant, cpus) {
   const dir = join(scratch, `arbiter-${++runs}`);
   mkdirSync(dir);
   const clientsPort = await freePort();
   const replicationPort = await freePort();
-  const primary = pinned(PRIMARY_CPU, [
+  const primary = pinned(cpus.primary, [
     ...NODE_FLAGS, cli, 'primary', guest, '--clients', `127.0.0.1:${clientsPort}`, '--replication', `127.0.0.1:${replicationPort}`,
     '--arbiter', `file:${dir}`, '--deployment', 'bench', '--secret-file', secretFile,
     ...(variant === 'solo' ? ['--backup-wait-ms', '0'] : []),
@@ -122,7 +129,7 @@ async function startNodes(variant) {
     return nodes;
   }
   await waitFor(primary, () => primary.err.includes('primary: ready'), 'the primary to start');
-  nodes.backup = pinned(OTHER_CPU, [
+  nodes.backup = pinned(cpus.other, [
     ...NODE_FLAGS, cli, 'backup', guest, '--primary', `127.0.0.1:${replicationPort}`, '--clients', `127.0.0.1:${await freePort()}`,
     '--arbiter', `file:${dir}`, '--deployment', 'bench', '--secret-file', secretFile,
   ]);
@@ -131,8 +138,8 @@ async function startNodes(variant) {
 }
 
 /** One load run against `nodes`: throughput window, CPU of each party over it, then closed-loop latency. */
-async function measure(nodes, workload, seed) {
-  const load = pinned(OTHER_CPU, [
+async function measure(nodes, workload, seed, cpus) {
+  const load = pinned(cpus.other, [
     join(root, 'bench/kv-load.mjs'), '--server', nodes.server, '--workload', workload.name, '--seed', String(seed),
     '--sessions', String(SESSIONS), '--window', String(WINDOW), '--warm-ms', String(WARM_MS), '--ms', String(WINDOW_MS), '--latency', String(LATENCY_CALLS),
   ]);
@@ -173,69 +180,88 @@ const t_start = performance.now();
 const results = { benchmark: 'replication-cores', machine: machineFacts(), config: {}, workloads: {} };
 results.config = {
   rounds: ROUNDS, warm_ms: WARM_MS, window_ms: WINDOW_MS, sessions: SESSIONS, calls_outstanding_per_session: WINDOW, latency_calls: LATENCY_CALLS,
-  placement: `primary pinned to cpu ${PRIMARY_CPU}; client load process and backup pinned to cpu ${OTHER_CPU} (taskset)`,
+  placements: {
+    split: `primary pinned to cpu ${PLACEMENTS.split.primary}; client load process and backup pinned to cpu ${PLACEMENTS.split.other} (taskset)`,
+    shared: 'no pinning: primary, backup and client load share both cores',
+  },
   heartbeat: 'defaults: 50 ms interval, 300 ms timeout', arbiter: 'file',
 };
+
+/** Medians over the rounds of one workload in one placement. */
+function summarize(workload, rows) {
+  const ratios = rows.replicated.map((r, i) => r.requests_per_s / rows.solo[i].requests_per_s);
+  const lat = Object.fromEntries(VARIANTS.map((v) => [v, summary(rows[v].flatMap((r) => r.latency_us))]));
+  const med = (v, f) => Object.fromEntries(Object.keys(rows[v][0][f]).map((k) => [k, round3(median(rows[v].map((r) => r[f][k])))]));
+  const cpu = Object.fromEntries(VARIANTS.map((v) => [v, med(v, 'cpu_us_per_request')]));
+  return {
+    requests_per_s: Object.fromEntries(VARIANTS.map((v) => [v, Math.round(median(rows[v].map((r) => r.requests_per_s)))])),
+    throughput_ratio: round3(median(ratios)),
+    throughput_ratios: ratios.map(round3),
+    latency_us: lat,
+    added_latency_us: { p50: round1(lat.replicated.p50 - lat.solo.p50), p99: round1(lat.replicated.p99 - lat.solo.p99) },
+    cpu_us_per_request: cpu,
+    // Solo's primary CPU per request over the replicated primary's: the throughput ratio of a primary whose
+    // own core is the bottleneck, with its backup and clients elsewhere.
+    primary_cpu_ratio: round3(cpu.solo.primary / cpu.replicated.primary),
+    cores: Object.fromEntries(VARIANTS.map((v) => [v, med(v, 'cores')])),
+  };
+}
+
 try {
   for (const [wi, workload] of WORKLOADS.entries()) {
     if (only && !only.includes(workload.name)) continue;
-    const rows = Object.fromEntries(VARIANTS.map((v) => [v, []]));
-    for (let round = 0; round < ROUNDS; round++) {
-      const order = (round + wi) % 2 === 0 ? VARIANTS : [...VARIANTS].reverse();
-      for (const v of order) {
-        const nodes = await startNodes(v);
-        try {
-          rows[v].push(await measure(nodes, workload, 1000 + wi));
-        } finally {
-          if (nodes.backup) await stop(nodes.backup);
-          await stop(nodes.primary);
-          if (process.env.BENCH_DEBUG) console.error(`--- ${v} primary:\n${nodes.primary.err}\n--- backup:\n${nodes.backup?.err ?? ''}`);
+    const w = { what: workload.what };
+    for (const [pi, [placement, cpus]] of Object.entries(PLACEMENTS).entries()) {
+      const rows = Object.fromEntries(VARIANTS.map((v) => [v, []]));
+      for (let round = 0; round < ROUNDS; round++) {
+        const order = (round + wi + pi) % 2 === 0 ? VARIANTS : [...VARIANTS].reverse();
+        for (const v of order) {
+          const nodes = await startNodes(v, cpus);
+          try {
+            rows[v].push(await measure(nodes, workload, 1000 + wi, cpus));
+          } finally {
+            if (nodes.backup) await stop(nodes.backup);
+            await stop(nodes.primary);
+            if (process.env.BENCH_DEBUG) console.error(`--- ${v} primary:\n${nodes.primary.err}\n--- backup:\n${nodes.backup?.err ?? ''}`);
+          }
         }
       }
+      const x = (w[placement] = summarize(workload, rows));
+      console.log(
+        `${workload.name.padEnd(7)} ${placement.padEnd(6)} solo ${String(x.requests_per_s.solo).padStart(6)} req/s  replicated ${String(x.requests_per_s.replicated).padStart(6)}  ratio ${x.throughput_ratio.toFixed(3)}  ` +
+          `added p50/p99 ${x.added_latency_us.p50}/${x.added_latency_us.p99} us  primary CPU/req ${x.cpu_us_per_request.solo.primary} -> ${x.cpu_us_per_request.replicated.primary} us (${x.primary_cpu_ratio})  ` +
+          `cores primary ${x.cores.replicated.primary}, load ${x.cores.replicated.load} + backup ${x.cores.replicated.backup}`,
+      );
     }
-    const ratios = rows.replicated.map((r, i) => r.requests_per_s / rows.solo[i].requests_per_s);
-    const lat = Object.fromEntries(VARIANTS.map((v) => [v, summary(rows[v].flatMap((r) => r.latency_us))]));
-    const w = {
-      what: workload.what,
-      requests_per_s: Object.fromEntries(VARIANTS.map((v) => [v, Math.round(median(rows[v].map((r) => r.requests_per_s)))])),
-      throughput_ratio: round3(median(ratios)),
-      throughput_ratios: ratios.map(round3),
-      latency_us: lat,
-      added_latency_us: { p50: round1(lat.replicated.p50 - lat.solo.p50), p99: round1(lat.replicated.p99 - lat.solo.p99) },
-      cpu_us_per_request: Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(Object.keys(rows[v][0].cpu_us_per_request).map((k) => [k, round1(median(rows[v].map((r) => r.cpu_us_per_request[k])))]))])),
-      cores: Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(Object.keys(rows[v][0].cores).map((k) => [k, round3(median(rows[v].map((r) => r.cores[k])))]))])),
-    };
     results.workloads[workload.name] = w;
-    console.log(
-      `${workload.name.padEnd(7)} solo ${String(w.requests_per_s.solo).padStart(6)} req/s  replicated ${String(w.requests_per_s.replicated).padStart(6)}  ratio ${w.throughput_ratio.toFixed(3)}  ` +
-        `added p50/p99 ${w.added_latency_us.p50}/${w.added_latency_us.p99} us  primary CPU/req ${w.cpu_us_per_request.solo.primary} -> ${w.cpu_us_per_request.replicated.primary} us  ` +
-        `cores primary ${w.cores.replicated.primary}, load ${w.cores.replicated.load} + backup ${w.cores.replicated.backup}`,
-    );
   }
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
 const g = results.workloads.get90;
-results.summary = {
-  throughput_ratio_get90: g.throughput_ratio,
-  added_latency_p50_us_get90: g.added_latency_us.p50,
-  throughput_ratio_median_over_workloads: round3(median(Object.values(results.workloads).map((w) => w.throughput_ratio))),
-  targets: { ...TARGETS, throughputRatioMet: g.throughput_ratio >= TARGETS.throughput_ratio_min, addedP50Met: g.added_latency_us.p50 <= TARGETS.added_p50_us_max },
-};
+if (g) {
+  results.summary = {
+    get90: Object.fromEntries(Object.keys(PLACEMENTS).map((p) => [p, { throughput_ratio: g[p].throughput_ratio, added_latency_p50_us: g[p].added_latency_us.p50, primary_cpu_ratio: g[p].primary_cpu_ratio }])),
+    targets: TARGETS,
+  };
+}
 results.machine.loadAverageEnd = round1(os.loadavg()[0]);
 results.seconds = round1((performance.now() - t_start) / 1e3);
 
 const m = results.machine;
 const md = [
-  '| workload | solo req/s | replicated req/s | ratio | added latency p50 / p99 us | primary CPU us/request (solo -> replicated) | cores used, replicated: primary / load + backup |',
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ...Object.values(results.workloads).map(
-    (w) =>
-      `| ${w.what} | ${w.requests_per_s.solo} | ${w.requests_per_s.replicated} | ${w.throughput_ratio.toFixed(2)} | ${w.added_latency_us.p50} / ${w.added_latency_us.p99} | ${w.cpu_us_per_request.solo.primary} -> ${w.cpu_us_per_request.replicated.primary} | ${w.cores.replicated.primary} / ${w.cores.replicated.load} + ${w.cores.replicated.backup} |`,
+  '| workload | placement | solo req/s | replicated req/s | throughput ratio | added latency p50 / p99 us | primary CPU us/request, solo -> replicated (ratio) | cores, replicated: primary / load / backup |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...Object.values(results.workloads).flatMap((w) =>
+    Object.keys(PLACEMENTS).map((p) => {
+      const x = w[p];
+      return `| ${w.what} | ${p} | ${x.requests_per_s.solo} | ${x.requests_per_s.replicated} | ${x.throughput_ratio.toFixed(2)} | ${x.added_latency_us.p50} / ${x.added_latency_us.p99} | ${x.cpu_us_per_request.solo.primary} -> ${x.cpu_us_per_request.replicated.primary} (${x.primary_cpu_ratio.toFixed(2)}) | ${x.cores.replicated.primary} / ${x.cores.replicated.load} / ${x.cores.replicated.backup} |`;
+    }),
   ),
   '',
-  `Primary (\`ftwasm primary\`) alone on cpu ${PRIMARY_CPU}; the client load (${SESSIONS} sessions x ${WINDOW} calls outstanding, then one call at a time for latency) and \`ftwasm backup\` on cpu ${OTHER_CPU}. ` +
-    `Solo = the same primary with --backup-wait-ms 0. ${ROUNDS} rounds, variants alternating, a fresh pair of processes per run; ratio = median of per-round ratios. All on 127.0.0.1.`,
+  `Processes: \`ftwasm primary\` (solo: --backup-wait-ms 0), \`ftwasm backup\`, and the client load (${SESSIONS} sessions x ${WINDOW} calls outstanding, then one call at a time for latency) in a process of its own. ` +
+    `split: primary alone on cpu ${PLACEMENTS.split.primary}, load and backup on cpu ${PLACEMENTS.split.other}; shared: no pinning. ${ROUNDS} rounds, variants alternating, fresh processes per run; ratios = medians of per-round ratios. ` +
+    'Primary CPU = user + system of all its threads over the counted window (/proc). All on 127.0.0.1.',
   `Measured by \`node bench/replication-cores.mjs\` on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, load average ${m.loadAverageStart} at the start, ${m.loadAverageEnd} at the end.`,
 ].join('\n');
 console.log(`\n${md}\n\n(${results.seconds} s)`);
