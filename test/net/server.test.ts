@@ -278,6 +278,24 @@ describe('ClientServer sessions', () => {
     expect(ok.raw.messages.map((m) => m.type === 'output' && m.seq)).toEqual([3, 4]);
   });
 
+  it('dropping unacked outputs from the bounded buffer is announced on a primary, only counted on a backup', async () => {
+    const h = await harness({ limits: { outputs_buffered_max: 2 } });
+    const { raw, welcome } = await openSession(h.port);
+    raw.destroy();
+    await waitFor(() => h.server.stats().connections === 0, 2_000, 'the close');
+    for (let seq = 1; seq <= 4; seq++) h.server.output(welcome.session, seq, text(`o${seq}`), 3);
+    const announced = () => h.events.filter((e) => e.kind === 'outputs_evicted').length;
+    expect(announced()).toBe(2);
+    expect(h.server.stats().outputs_evicted_unacked).toBe(2);
+    // A backup's clients ack the primary, never it: its buffer turns over on every output past the bound.
+    h.role.value = 'backup';
+    h.server.setDelivered(77, 5, 3);
+    for (let seq = 1; seq <= 5; seq++) h.server.output(77, seq, text(`b${seq}`), 3);
+    expect(announced()).toBe(2);
+    expect(h.server.stats().outputs_evicted_unacked).toBe(5);
+    expect(h.server.stats().buffered_outputs).toBe(4);
+  });
+
   it('a hello for an unknown session, or one from another epoch, gets a new session', async () => {
     const h = await harness();
     const first = await openSession(h.port);
