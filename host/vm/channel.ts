@@ -5,6 +5,13 @@
 const HEAD = 0; // next byte the consumer reads (monotonic, wraps by modulo)
 const TAIL = 1; // next byte the producer writes
 const CLOSED = 2; // 1 once the producer closed the queue for good
+/**
+ * How long a reader spins on an empty ring before it sleeps in Atomics.wait (50 us). Measured with the kv
+ * guest replicated (bench/replication-cores.mjs, split placement): get90 from 35k to 43k req/s and the
+ * primary's CPU per request from 19 to 14.6 us, as requests that come in bursts stop costing a wake each.
+ * The price: an idle guest burns up to 50 us of CPU per message before it sleeps.
+ */
+const SPIN_MS = 0.05;
 const WAITING = 3; // 1 while the consumer is (about to be) blocked in Atomics.wait: only then does a write notify
 const HEADER_INTS = 4;
 
@@ -143,6 +150,15 @@ export class SharedRing {
 
   /** Consumer: waits until TAIL moves from `tail` (or `left` ms pass), telling writers to notify meanwhile. */
   private block(tail: number, left: number): void {
+    // Spin a little first: under load the next message usually comes within microseconds, and sleeping
+    // costs a system call on both sides (the writer's notify, this thread's wake).
+    const spin = Math.min(left, SPIN_MS);
+    if (spin > 0) {
+      const until = performance.now() + spin;
+      do {
+        if (Atomics.load(this.header, TAIL) !== tail || Atomics.load(this.header, CLOSED) === 1) return;
+      } while (performance.now() < until);
+    }
     Atomics.store(this.header, WAITING, 1);
     // Atomics.wait returns at once if TAIL is no longer `tail`: a write between our look and here is not lost.
     Atomics.wait(this.header, TAIL, tail, left === Infinity ? undefined : left);
