@@ -6,10 +6,11 @@ const HEAD = 0; // next byte the consumer reads (monotonic, wraps by modulo)
 const TAIL = 1; // next byte the producer writes
 const CLOSED = 2; // 1 once the producer closed the queue for good
 /**
- * How long a reader spins on an empty ring before it sleeps in Atomics.wait (50 us). Measured with the kv
- * guest replicated (bench/replication-cores.mjs, split placement): get90 from 35k to 43k req/s and the
- * primary's CPU per request from 19 to 14.6 us, as requests that come in bursts stop costing a wake each.
- * The price: an idle guest burns up to 50 us of CPU per message before it sleeps.
+ * How long a reader spins on an empty ring before it sleeps in Atomics.wait (50 us). Requests that come in
+ * bursts then stop costing a wake each (a notify on the writer's side, a futex wake on this one): the kv
+ * guest replicated to a backup process, get90 with the client load in a process of its own, went from 34k
+ * to 51k req/s (two runs each way; solo 83k and 73-80k). The price: an idle guest burns up to 50 us of CPU
+ * per message before it sleeps.
  */
 const SPIN_MS = 0.05;
 const WAITING = 3; // 1 while the consumer is (about to be) blocked in Atomics.wait: only then does a write notify
