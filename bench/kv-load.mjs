@@ -9,7 +9,7 @@
 //
 // Every wait is bounded (STEP_MS_MAX); the process exits non-zero with the reason on stderr otherwise.
 import { FtClient } from 'ftwasm';
-import { POOL, WORKLOADS, pool, setupPayloads } from './kv-workloads.mjs';
+import { POOL, WORKLOADS, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
 
 const STEP_MS_MAX = 20_000;
 const LATENCY_WARM = 50;
@@ -33,12 +33,6 @@ const windowMs = Number(arg('ms', '1500'));
 const latencyCalls = Number(arg('latency', '800'));
 const say = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
-function within(promise, ms, what) {
-  let timer;
-  const limit = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)));
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
-
 const payloads = pool(workload, seed);
 const clients = [];
 for (let i = 0; i <= sessions; i++) {
@@ -51,48 +45,20 @@ const lat = clients[sessions];
 const setup = setupPayloads(workload);
 for (let i = 0; i < setup.length; i += 64) await within(Promise.all(setup.slice(i, i + 64).map((p) => lat.call(p))), STEP_MS_MAX, 'preloading keys');
 
-// Saturating window: opens at the first answer after the warm-up, closes at the first answer after its end.
-let next = 0;
-let counted = 0;
-const t0 = performance.now();
-const warmEnd = t0 + warmMs;
-const end = warmEnd + windowMs;
-let opened;
-let closed;
-const answered = () => {
-  const t = performance.now();
-  if (opened === undefined) {
-    if (t >= warmEnd) {
-      opened = t;
-      say({ event: 'window-start' });
-    }
-  } else if (closed === undefined) {
-    if (t < end) counted++;
-    else {
-      closed = t;
-      say({ event: 'window-end' });
-    }
-  }
-};
-const loops = [];
-for (const c of clients.slice(0, sessions)) {
-  for (let w = 0; w < window; w++) {
-    loops.push(
-      (async () => {
-        while (performance.now() < end) {
-          await c.call(payloads[next++ & (POOL - 1)]);
-          answered();
-        }
-      })(),
-    );
-  }
-}
-await within(Promise.all(loops), warmMs + windowMs + STEP_MS_MAX, 'the throughput window');
-if (opened === undefined) throw new Error('no answer after the warm-up');
-if (closed === undefined) {
-  closed = performance.now();
-  say({ event: 'window-end' });
-}
+// Saturating window (see saturate): the parent reads the servers' CPU when it sees window-start and -end.
+let opened = 0;
+let closed = 0;
+const counted = await saturate(clients.slice(0, sessions), payloads, {
+  window, warmMs, windowMs, waitMaxMs: STEP_MS_MAX, what: 'the throughput window',
+  onOpen: () => {
+    opened = performance.now();
+    say({ event: 'window-start' });
+  },
+  onClose: () => {
+    closed = performance.now();
+    say({ event: 'window-end' });
+  },
+});
 const seconds = (closed - opened) / 1e3;
 
 // Closed loop, one call outstanding.

@@ -37,3 +37,60 @@ export function pool(workload, seed) {
 export function setupPayloads(workload) {
   return (workload.setup?.() ?? []).map(text);
 }
+
+/** Rejects naming `what` if `promise` has not settled within ms. */
+export function within(promise, ms, what) {
+  let timer;
+  const limit = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)));
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Saturating load: `window` calls outstanding on each client, payloads taken in turn from `payloads` (POOL of
+ * them). The counted window opens at the first answer after `warmMs` and closes at the first answer after
+ * `windowMs` more (answers come thousands a second, and a timer would fire late on a saturated event loop):
+ * `onOpen` and `onClose` run at those two moments, so that whatever the caller reads there (CPU, log bytes)
+ * covers exactly the answers counted. Resolves with the count, or rejects after `waitMaxMs` more.
+ */
+export async function saturate(clients, payloads, { window, warmMs, windowMs, waitMaxMs, onOpen, onClose, what }) {
+  let next = 0;
+  let counted = 0;
+  let opened = false;
+  let closed = false;
+  const warmEnd = performance.now() + warmMs;
+  const end = warmEnd + windowMs;
+  const answered = () => {
+    if (closed) return;
+    const t = performance.now();
+    if (!opened) {
+      if (t >= warmEnd) {
+        opened = true;
+        onOpen();
+      }
+    } else if (t < end) counted++;
+    else {
+      closed = true;
+      onClose();
+    }
+  };
+  const loops = [];
+  for (const c of clients) {
+    for (let w = 0; w < window; w++) {
+      loops.push(
+        (async () => {
+          while (performance.now() < end) {
+            await c.call(payloads[next++ & (POOL - 1)]);
+            answered();
+          }
+        })(),
+      );
+    }
+  }
+  await within(Promise.all(loops), warmMs + windowMs + waitMaxMs, what);
+  if (!opened) throw new Error(`${what}: no answer after the warm-up`);
+  if (!closed) {
+    closed = true;
+    onClose();
+  }
+  return counted;
+}

@@ -12,7 +12,7 @@
 // Every layer comes from the package (dist/index.js: run `npm run build` after changing host/), the same
 // bundle the `ftwasm` processes of the failover part and of the process backup run.
 import { median, quantile, rng } from './common.mjs';
-import { POOL, WORKLOADS, pool, setupPayloads } from './kv-workloads.mjs';
+import { POOL, WORKLOADS, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -72,12 +72,6 @@ function summary(values) {
 }
 const round1 = (x) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : null);
 const round3 = (x) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null);
-
-/** Rejects naming `what` if `promise` has not settled within ms. */
-function within(promise, ms, what) {
-  let timer;
-  return Promise.race([promise, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]).finally(() => clearTimeout(timer));
-}
 
 /** Polls cond every 2 ms; throws naming `what` after timeout_ms. */
 async function until(cond, what, timeout_ms = STEP_MS_MAX) {
@@ -293,52 +287,22 @@ async function openClients(address, n) {
   return clients;
 }
 
-/**
- * Saturating load: TP_WINDOW calls outstanding per client. The window opens at the first answer after the
- * warm-up and closes at the first answer after its end (answers come thousands a second, and a timer would
- * fire late on a saturated event loop); log bytes, CPU and event-loop use are read at the same two moments.
- */
+/** Saturating load (saturate): log bytes, CPU and event-loop use are read as the counted window opens and closes. */
 async function throughput(node, clients, pool, window_ms) {
-  let next = 0;
-  let counted = 0;
-  const t0 = performance.now();
-  const warmEnd = t0 + WARM_MS;
-  const end = warmEnd + window_ms;
   const mark = () => ({ t: performance.now(), bytes: node.logBytes(), elu: performance.eventLoopUtilization(), cpu: process.cpuUsage(), other: node.otherCpuSeconds?.() });
   let m0;
   let m1;
-  const answered = () => {
-    const t = performance.now();
-    if (m0 === undefined) {
-      if (t >= warmEnd) {
-        m0 = mark();
-        if (node.hold) node.hold.recording = true;
-      }
-    } else if (m1 === undefined) {
-      if (t < end) counted++;
-      else {
-        m1 = mark();
-        if (node.hold) node.hold.recording = false;
-      }
-    }
-  };
-  const loops = [];
-  for (const c of clients) {
-    for (let w = 0; w < TP_WINDOW; w++) {
-      loops.push(
-        (async () => {
-          while (performance.now() < end) {
-            await c.call(pool[next++ & (POOL - 1)]);
-            answered();
-          }
-        })(),
-      );
-    }
-  }
-  await within(Promise.all(loops), WARM_MS + window_ms + STEP_MS_MAX, `${node.name}: the throughput window's calls`);
-  if (node.hold) node.hold.recording = false;
-  if (m0 === undefined) throw new Error(`${node.name}: no answer after the warm-up`);
-  m1 ??= mark();
+  const counted = await saturate(clients, pool, {
+    window: TP_WINDOW, warmMs: WARM_MS, windowMs: window_ms, waitMaxMs: STEP_MS_MAX, what: `${node.name}: the throughput window's calls`,
+    onOpen: () => {
+      m0 = mark();
+      if (node.hold) node.hold.recording = true;
+    },
+    onClose: () => {
+      m1 = mark();
+      if (node.hold) node.hold.recording = false;
+    },
+  });
   const s = (m1.t - m0.t) / 1e3;
   const usage = {
     event_loop_utilization: round3(performance.eventLoopUtilization(m1.elu, m0.elu).utilization),
