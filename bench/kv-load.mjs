@@ -9,7 +9,7 @@
 //
 // Every wait is bounded (STEP_MS_MAX); the process exits non-zero with the reason on stderr otherwise.
 import { FtClient } from 'ftwasm';
-import { POOL, WORKLOADS, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
+import { WORKLOADS, closedLoop, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
 
 const STEP_MS_MAX = 20_000;
 const LATENCY_WARM = 50;
@@ -61,16 +61,7 @@ const counted = await saturate(clients.slice(0, sessions), payloads, {
 });
 const seconds = (closed - opened) / 1e3;
 
-// Closed loop, one call outstanding.
-for (let i = 0; i < LATENCY_WARM; i++) await within(lat.call(payloads[i & (POOL - 1)]), STEP_MS_MAX, 'a latency warm-up call');
-const latency_us = [];
-const latencyEnd = performance.now() + STEP_MS_MAX;
-for (let i = 0; i < latencyCalls && performance.now() < latencyEnd; i++) {
-  const p = payloads[(i * 7) & (POOL - 1)];
-  const s = performance.now();
-  await lat.call(p);
-  latency_us.push((performance.now() - s) * 1e3);
-}
+const latency_us = await closedLoop(lat, payloads, { warm: LATENCY_WARM, calls: latencyCalls, waitMaxMs: STEP_MS_MAX });
 say({ event: 'result', requests: counted, seconds, requests_per_s: counted / seconds, latency_us });
 await Promise.all(clients.map((c) => c.close()));
 process.exit(0);

@@ -94,3 +94,21 @@ export async function saturate(clients, payloads, { window, warmMs, windowMs, wa
   }
   return counted;
 }
+
+/**
+ * Closed loop on one client, one call outstanding: `warm` calls not counted, then up to `calls` timed (at most
+ * `waitMaxMs` of them). `onStart` runs between the two. Latencies in microseconds.
+ */
+export async function closedLoop(client, payloads, { warm, calls, waitMaxMs, onStart = () => undefined }) {
+  for (let i = 0; i < warm; i++) await within(client.call(payloads[i & (POOL - 1)]), waitMaxMs, 'a warm-up call');
+  onStart();
+  const samples = [];
+  const end = performance.now() + waitMaxMs;
+  for (let i = 0; i < calls && performance.now() < end; i++) {
+    const p = payloads[(i * 7) & (POOL - 1)];
+    const t0 = performance.now();
+    await client.call(p);
+    samples.push((performance.now() - t0) * 1e3);
+  }
+  return samples;
+}

@@ -12,7 +12,7 @@
 // Every layer comes from the package (dist/index.js: run `npm run build` after changing host/), the same
 // bundle the `ftwasm` processes of the failover part and of the process backup run.
 import { median, quantile, rng } from './common.mjs';
-import { POOL, WORKLOADS, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
+import { POOL, WORKLOADS, closedLoop, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -315,16 +315,12 @@ async function throughput(node, clients, pool, window_ms) {
 
 /** Closed loop, one request outstanding on one client: latency in microseconds. */
 async function latency(node, client, pool, n) {
-  for (let i = 0; i < LATENCY_WARM_REQUESTS; i++) await client.call(pool[i & (POOL - 1)]);
-  const samples = [];
-  if (node.hold) node.hold.recording = true;
-  const t_end = performance.now() + STEP_MS_MAX;
-  for (let i = 0; i < n && performance.now() < t_end; i++) {
-    const p = pool[(i * 7) & (POOL - 1)];
-    const t0 = performance.now();
-    await client.call(p);
-    samples.push((performance.now() - t0) * 1e3);
-  }
+  const samples = await closedLoop(client, pool, {
+    warm: LATENCY_WARM_REQUESTS, calls: n, waitMaxMs: STEP_MS_MAX,
+    onStart: () => {
+      if (node.hold) node.hold.recording = true;
+    },
+  });
   if (node.hold) node.hold.recording = false;
   return samples;
 }
