@@ -18,6 +18,7 @@ import {
   HEARTBEAT_TIMEOUT_MS_DEFAULT,
   HELD_OUTPUTS_MAX_DEFAULT,
   INPUT_QUEUE_MAX_DEFAULT,
+  PRIMARY_ADDRESS_BYTES_MAX,
 } from './primary.ts';
 import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
 
@@ -61,6 +62,7 @@ export class Backup extends ReplicaNode {
   private queue: Array<{ bytes: Uint8Array; lastSeq: number }> = [];
   /** FRAMES came in this socket read and are not acked yet: one ACK goes out when the read is done. */
   private ack_pending = false;
+  private primary_hint: string | undefined; // the primary's client address, from its PRIMARY message
   private queue_bytes = 0;
   private paused = false;
   private end_log = false;
@@ -92,6 +94,8 @@ export class Backup extends ReplicaNode {
       ...(this.options.clients?.limits ? { limits: this.options.clients.limits } : {}),
       role: () => (this.role === 'primary' ? 'primary' : 'backup'),
       epoch: () => (this.role === 'primary' ? this.epoch : this.primary_epoch),
+      // While following: the primary's client address, as it told it (clients that know only this node go there).
+      primaryHint: () => (this.role === 'backup' ? this.primary_hint : undefined),
       onEvent: (e: ServerEvent) => {
         if (e.kind === 'host_error' || e.kind === 'outputs_evicted') this.note(`clients: ${e.message}`);
       },
@@ -253,6 +257,12 @@ export class Backup extends ReplicaNode {
         // Heard after last_heard_ms was set above: echoing it promises no failover before stamp + timeout.
         const stamp = readU64(m.payload, 'HEARTBEAT');
         if (stamp > this.primary_stamp) this.primary_stamp = stamp;
+        return;
+      }
+      case MessageType.PRIMARY: {
+        const text = Buffer.from(m.payload).toString('utf8');
+        if (m.payload.length > PRIMARY_ADDRESS_BYTES_MAX || !/^[^\s]+:\d{1,5}$/.test(text)) return peer.refuse('PRIMARY: not a host:port');
+        this.primary_hint = text;
         return;
       }
       case MessageType.REFUSED:

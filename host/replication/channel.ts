@@ -21,6 +21,7 @@ export const MessageType = {
   ACK: 7, // backup -> primary: seq u64, the highest log seq received; echo u64, the newest primary stamp heard
   RELEASED: 8, // primary -> backup: seq u64, the highest log seq whose output the primary released
   HEARTBEAT: 9, // primary -> backup: stamp u64 (the primary's clock, µs); backup -> primary: echo u64
+  PRIMARY: 10, // primary -> backup: UTF-8 "host:port" of its client service (the backup's not_primary hint)
 } as const;
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 

@@ -100,6 +100,15 @@ export const HEARTBEAT_TIMEOUT_MS_DEFAULT = 300;
 export const BACKUP_WAIT_MS_DEFAULT = 10_000;
 export const REPLAY_LAG_MS_MAX_DEFAULT = 100;
 /** Throttling: the first pause per check-in (doubling each interval while the lag stays over), and the slice. */
+/** Longest client address a PRIMARY message may carry. */
+export const PRIMARY_ADDRESS_BYTES_MAX = 300;
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+/** host:port as clients write it (an IPv6 host in brackets). */
+function hostPort(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
 const THROTTLE_PAUSE_US_FIRST = 500;
 const THROTTLE_SLICE = 100_000n;
 const SEALED_SAMPLES_MAX = 8192;
@@ -392,6 +401,10 @@ export class Primary extends ReplicaNode {
     // A new connection starts a new lease: the first stamp goes out before any frame.
     this.lease_stamp_us = 0;
     peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
+    // Where this primary serves clients, for the backup's not_primary answers (not when bound to a wildcard
+    // address, which names no host a client could reach).
+    const clients = this.server?.address();
+    if (clients && !WILDCARD_HOSTS.has(clients.host)) peer.send(MessageType.PRIMARY, new TextEncoder().encode(hostPort(clients)));
     this.note(`backup ${peer.peer} connected, log from seq ${next_seq}`);
     // The backup holds the log up to next_seq - 1 (all of it from this primary: next_seq is checked above).
     this.sent_seq = next_seq - 1;

@@ -18,6 +18,7 @@ import {
   type Primary,
 } from '../../host/replication/index.ts';
 import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
+import { RawConnection } from '../net/support.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
@@ -223,6 +224,23 @@ describe('primary and backup', () => {
     const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(chunks) }).run();
     expect(hex(replayed.stateHash)).toBe(hex(br.stateHash));
     expect(replayed.icount).toBe(br.icount);
+  });
+
+  it("a backup answers clients not_primary with the primary's client address; a client listing the backup first follows it", async () => {
+    const a = await arbiter();
+    const p = await primary({ arbiter: a });
+    const b = await backupOf(p, a);
+    const at = p.clientAddress();
+    await until(() => p.state().peer_connected, 'the backup to connect');
+    const raw = await RawConnection.open(b.clientAddress().port);
+    cleanups.push(() => raw.destroy());
+    raw.send({ type: 'hello', version: 1 });
+    const answer = await raw.next('not_primary');
+    expect(answer.primary_hint).toBe(`${at.host}:${at.port}`);
+    expect(answer.epoch).toBe(1);
+    const c = client(b.clientAddress(), at);
+    expect(str(await c.call(text('INCR hinted')))).toBe('VALUE 1\n');
+    expect(c.stats().epoch).toBe(1);
   });
 
   it('fails over when the primary goes away: the backup wins the next epoch and serves the same session', async () => {
