@@ -109,7 +109,7 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     this.done = new Promise<RunnerResult>((resolve, reject) => {
       this.worker.on('message', (m: WorkerMessage) => {
         if (m.t === 'frame' || m.t === 'send' || m.t === 'sends' || m.t === 'log') {
-          Atomics.sub(this.inFlight, 0, 1);
+          Atomics.sub(this.inFlight, 0, m.t === 'sends' ? m.items.length : 1);
           Atomics.notify(this.inFlight, 0);
         }
         switch (m.t) {
@@ -197,7 +197,7 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     return this.progress[0]!;
   }
 
-  /** Outputs and frames posted by the worker and not yet handled here (at most `inFlightMax`). */
+  /** Outputs and frames posted by the worker and not yet handled here (at most `inFlightMax`, plus up to 63 when a batch of outputs crosses it). */
   get inFlightNow(): number {
     return Atomics.load(this.inFlight, 0);
   }

@@ -105,14 +105,15 @@ function main(): void {
   const inFlight = new Int32Array(init.inFlight);
   const control = new Int32Array(init.control);
   // Outputs and frames wait for the main thread once inFlightMax are queued: a host whose event loop
-  // falls behind slows the guest down instead of growing the message queue without bound.
+  // falls behind slows the guest down instead of growing the message queue without bound. A 'sends' message
+  // counts for each output it carries.
   const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => {
     if (m.t === 'frame' || m.t === 'send' || m.t === 'sends' || m.t === 'log') {
-      // This thread is the only one adding, so once below the bound, adding one keeps it within.
+      // This thread is the only one adding, so once below the bound, adding k keeps it within k - 1 of it.
       for (let n = Atomics.load(inFlight, 0); n >= init.inFlightMax; n = Atomics.load(inFlight, 0)) {
         Atomics.wait(inFlight, 0, n, 100);
       }
-      Atomics.add(inFlight, 0, 1);
+      Atomics.add(inFlight, 0, m.t === 'sends' ? m.items.length : 1);
     }
     port.postMessage(m, transfer);
   };
