@@ -261,7 +261,11 @@ export class Backup extends ReplicaNode {
       }
       case MessageType.PRIMARY: {
         const text = Buffer.from(m.payload).toString('utf8');
-        if (m.payload.length > PRIMARY_ADDRESS_BYTES_MAX || !/^[^\s]+:\d{1,5}$/.test(text)) return peer.refuse('PRIMARY: not a host:port');
+        // Only a hint for clients: a malformed one is noted and dropped, replication goes on.
+        if (m.payload.length > PRIMARY_ADDRESS_BYTES_MAX || !/^[^\s]+:\d{1,5}$/.test(text)) {
+          this.primary_hint = undefined;
+          return this.note(`the primary's client address is not a host:port (${m.payload.length} bytes): no not_primary hint`);
+        }
         this.primary_hint = text;
         return;
       }

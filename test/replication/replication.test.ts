@@ -397,6 +397,41 @@ describe('batching on the log channel', () => {
     expect(acks.length).toBeLessThanOrEqual(2);
     expect(backup.state()).toMatchObject({ acked_seq: lasts.at(-1), role: 'backup' });
   });
+
+  it("a malformed PRIMARY address is noted and dropped: the backup keeps following and gives no hint until a good one", async () => {
+    let served: LogPeer | undefined;
+    let hellos = 0;
+    const server = net.createServer((socket) => {
+      const peer = new LogPeer(socket, 'primary', { secret: SECRET, epoch: () => 1 });
+      served = peer;
+      peer.on('message', (m) => {
+        if (m.type !== MessageType.HELLO) return;
+        hellos++;
+        peer.send(MessageType.HEARTBEAT, u64(1));
+        peer.send(MessageType.PRIMARY, text('no port here'));
+      });
+    });
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    cleanups.push(() => served?.close());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const notes: string[] = [];
+    const backup = await startBackup({ module, arbiter: await arbiter(), secret: SECRET, primary: { host: '127.0.0.1', port }, heartbeat_timeout_ms: 10_000, onEvent: (t) => notes.push(t) });
+    cleanups.push(() => backup.close());
+    await until(() => notes.some((n) => n.includes('not a host:port')), 'the note on the bad address');
+    const hint = async (): Promise<string | undefined> => {
+      const raw = await RawConnection.open(backup.clientAddress().port);
+      cleanups.push(() => raw.destroy());
+      raw.send({ type: 'hello', version: 1 });
+      return (await raw.next('not_primary')).primary_hint;
+    };
+    expect(await hint()).toBeUndefined();
+    served!.send(MessageType.PRIMARY, text('127.0.0.1:4242'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await hint()).toBe('127.0.0.1:4242');
+    expect(hellos).toBe(1); // never refused, never reconnected
+    expect(backup.state().role).toBe('backup');
+  });
 });
 
 function u64(...values: number[]): Uint8Array {
