@@ -119,10 +119,11 @@ function main(): void {
   };
   let sink: (EntrySink & { flush(): void }) | undefined;
   // Group commit of outputs: while more client input (or, replaying, more log) already waits, the guest's
-  // outputs are held here and go out together, after one flush of the log: when the guest would block, at a
-  // check-in, before 'live', or once SEND_BATCH_MAX are held or the oldest is SEND_BATCH_MS old. With nothing
-  // queued an output goes at once, so a lone request (and a compute-bound guest) sees no added latency; under
-  // load one frame, one FRAMES message and one ack cover many requests instead of one each.
+  // outputs are held here and go out together, after one flush of the log: when the guest would block or a
+  // recv finds no input, at a check-in, before 'live', or once SEND_BATCH_MAX are held or the oldest is
+  // SEND_BATCH_MS old (looked at on every send and recv). With nothing queued an output goes at once, so a
+  // lone request (and a compute-bound guest) sees no added latency; under load one frame, one FRAMES message
+  // and one ack cover many requests instead of one each.
   const input = new SharedRing(init.inputRing);
   let source: RingSource | undefined;
   let sends: { session: number; bytes: Uint8Array; seq: number }[] = [];
@@ -190,6 +191,10 @@ function main(): void {
     beforeBlock: () => {
       flushSends();
       sink?.flush();
+    },
+    // Held outputs go when a recv finds no input to batch them with, or once the oldest is SEND_BATCH_MS old.
+    onRecv: (queued) => {
+      if (sends.length > 0 && (!queued || performance.now() - sendsSince >= SEND_BATCH_MS)) flushSends();
     },
   });
   try {

@@ -17,6 +17,8 @@ export interface RealWorldOptions {
   cpuId?: number;
   /** Called right before the guest blocks in recv: flush the log so the backup is current. */
   beforeBlock?: () => void;
+  /** Called at every recv, with whether input is waiting (the worker's group commit of outputs). */
+  onRecv?: (queued: boolean) => void;
 }
 
 export class RealWorld implements World {
@@ -60,6 +62,7 @@ export class RealWorld implements World {
 
   recv(cap: number, timeoutMs: number): Uint8Array | number {
     const ring = this.options.input;
+    this.options.onRecv?.(ring.usedBytes() > 0);
     if (ring.peekLength() === undefined) {
       if (ring.closed) return RING_CLOSED;
       if (timeoutMs === 0) return RING_TIMEOUT;

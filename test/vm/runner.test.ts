@@ -60,6 +60,34 @@ describe('GuestRunner', () => {
     expect(Buffer.from(replayed.stateHash)).toEqual(Buffer.from(result.stateHash));
   });
 
+  it('group commit: a held output goes as soon as a recv finds no more input, even if the guest then computes without end', async () => {
+    // Two requests are queued: the answer to the first is held (more input waits), the guest takes the second,
+    // polls an empty ring, then spins. Its slices are far too long for a check-in to flush in time: only the
+    // empty recv can.
+    const POLL_THEN_SPIN = `(module
+      (import "ft" "recv" (func $recv (param i32 i32 i32) (result i32)))
+      (import "ft" "send" (func $send (param i32 i32 i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $n i32)
+        (local.set $n (call $recv (i32.const 0) (i32.const 64) (i32.const -1)))
+        (call $send (i32.load (i32.const 0)) (i32.const 4) (i32.sub (local.get $n) (i32.const 4)))
+        (drop (call $recv (i32.const 100) (i32.const 64) (i32.const 0)))
+        (drop (call $recv (i32.const 100) (i32.const 64) (i32.const 0)))
+        (loop $spin (br $spin))))`;
+    const module = new WebAssembly.Module(instrument(await wat(POLL_THEN_SPIN)));
+    const runner = new GuestRunner({ module, mode: 'record', streamFrames: true, sliceInstructions: 10n ** 15n });
+    const done = runner.done.catch(() => undefined);
+    const sent: string[] = [];
+    runner.on('send', (_s, bytes) => sent.push(Buffer.from(bytes).toString()));
+    expect(runner.send(message(1, 'first'))).toBe(true);
+    expect(runner.send(message(1, 'second'))).toBe(true);
+    const deadline = Date.now() + 5_000;
+    while (sent.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await runner.terminate();
+    await done;
+    expect(sent).toEqual(['first']);
+  });
+
   it('an endless guest leaves the event loop free and is stopped by terminate', async () => {
     const runner = new GuestRunner({ module: new WebAssembly.Module(instrument(await wat(SPIN))), mode: 'record', streamFrames: true });
     const ticks = await new Promise<number>((resolve) => {
