@@ -72,6 +72,7 @@ program
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default 50)')
   .option('--timeout-ms <ms>', 'heartbeat timeout (default 300)')
   .option('--backup-wait-ms <ms>', 'time for a backup to connect before going on alone (default 10000)')
+  .option('--advertise <host:port>', 'client address the backup hands to clients that reach it (default: the --clients address unless it is a wildcard)')
   .option('--replay-lag-ms-max <ms>', "how far the backup's replay may trail before the guest is throttled and input held (default 100)")
   .option('--log <file>', 'also write the whole log to this new file, for `ftwasm replay`; on SIGTERM a live node closes its guest\'s input and prints its final state')
   .action(primaryCommand);

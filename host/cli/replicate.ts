@@ -21,6 +21,7 @@ export interface PrimaryCommandOptions extends RoleOptions {
   replication: string;
   backupWaitMs?: string;
   replayLagMsMax?: string;
+  advertise?: string;
 }
 
 export interface BackupCommandOptions extends RoleOptions {
@@ -159,7 +160,7 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
     module: guest.module,
     arbiter,
     secret: readSecret(opts.secretFile),
-    clients: { host: clients.host, port: clients.port },
+    clients: { host: clients.host, port: clients.port, ...(opts.advertise !== undefined ? { advertise: opts.advertise } : {}) },
     replication: { host: replication.host, port: replication.port },
     ...timing(opts),
     ...(backupWait !== undefined ? { backup_wait_ms: backupWait } : {}),

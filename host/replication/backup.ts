@@ -19,6 +19,7 @@ import {
   HELD_OUTPUTS_MAX_DEFAULT,
   INPUT_QUEUE_MAX_DEFAULT,
   PRIMARY_ADDRESS_BYTES_MAX,
+  isHostPort,
 } from './primary.ts';
 import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
 
@@ -262,7 +263,7 @@ export class Backup extends ReplicaNode {
       case MessageType.PRIMARY: {
         const text = Buffer.from(m.payload).toString('utf8');
         // Only a hint for clients: a malformed one is noted and dropped, replication goes on.
-        if (m.payload.length > PRIMARY_ADDRESS_BYTES_MAX || !/^[^\s]+:\d{1,5}$/.test(text)) {
+        if (m.payload.length > PRIMARY_ADDRESS_BYTES_MAX || !isHostPort(text)) {
           this.primary_hint = undefined;
           return this.note(`the primary's client address is not a host:port (${m.payload.length} bytes): no not_primary hint`);
         }
@@ -396,6 +397,7 @@ export class Backup extends ReplicaNode {
 }
 
 /** Starts a backup: client server bound (answering not_primary), replaying guest started, primary being reached. */
-export function startBackup(options: BackupOptions): Promise<Backup> {
+/** Starts a backup; a bad option rejects the promise (it never throws synchronously). */
+export async function startBackup(options: BackupOptions): Promise<Backup> {
   return startNode(new Backup(options));
 }

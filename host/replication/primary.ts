@@ -23,6 +23,8 @@ export interface Endpoint {
 export interface ClientEndpoint extends Endpoint {
   limits?: Partial<ServerLimits>;
   allowNonLoopback?: boolean;
+  /** host:port clients should use for this node (the backup's not_primary hint); default: the bound address. */
+  advertise?: string;
 }
 
 /** Options both roles share. */
@@ -103,6 +105,11 @@ export const REPLAY_LAG_MS_MAX_DEFAULT = 100;
 /** Longest client address a PRIMARY message may carry. */
 export const PRIMARY_ADDRESS_BYTES_MAX = 300;
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+/** A client address as a PRIMARY message may carry it: host:port, no spaces, at most PRIMARY_ADDRESS_BYTES_MAX bytes. */
+export function isHostPort(text: string): boolean {
+  return Buffer.byteLength(text) <= PRIMARY_ADDRESS_BYTES_MAX && /^[^\s]+:\d{1,5}$/.test(text);
+}
 
 /** host:port as clients write it (an IPv6 host in brackets). */
 function hostPort(a: { host: string; port: number }): string {
@@ -199,6 +206,10 @@ export class Primary extends ReplicaNode {
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
+    const advertise = options.clients?.advertise;
+    if (advertise !== undefined && !isHostPort(advertise)) {
+      throw new ReplicationError('FTW_REPL_OPTION', `clients.advertise = ${JSON.stringify(advertise.slice(0, 80))} is not a host:port of at most ${PRIMARY_ADDRESS_BYTES_MAX} bytes`);
+    }
     // One heartbeat interval of margin for clocks of two hosts running at slightly different rates.
     this.lease_ms = this.timeout_ms - this.interval_ms;
   }
@@ -276,6 +287,13 @@ export class Primary extends ReplicaNode {
   clientAddress(): { host: string; port: number } {
     assert(this.server, 'not started');
     return this.server.address();
+  }
+
+  /** What this primary tells its backup clients should use: `clients.advertise`, else the bound address. */
+  private advertisedAddress(): string | undefined {
+    if (this.options.clients?.advertise !== undefined) return this.options.clients.advertise;
+    const bound = this.server?.address();
+    return bound && !WILDCARD_HOSTS.has(bound.host) ? hostPort(bound) : undefined;
   }
 
   state(): ReplicaState {
@@ -403,8 +421,8 @@ export class Primary extends ReplicaNode {
     peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
     // Where this primary serves clients, for the backup's not_primary answers (not when bound to a wildcard
     // address, which names no host a client could reach).
-    const clients = this.server?.address();
-    if (clients && !WILDCARD_HOSTS.has(clients.host)) peer.send(MessageType.PRIMARY, new TextEncoder().encode(hostPort(clients)));
+    const advertised = this.advertisedAddress();
+    if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
     this.note(`backup ${peer.peer} connected, log from seq ${next_seq}`);
     // The backup holds the log up to next_seq - 1 (all of it from this primary: next_seq is checked above).
     this.sent_seq = next_seq - 1;
@@ -588,6 +606,7 @@ export class Primary extends ReplicaNode {
 }
 
 /** Starts a primary: epoch won, replication and client listeners bound, guest running. */
-export function startPrimary(options: PrimaryOptions): Promise<Primary> {
+/** Starts a primary; a bad option rejects the promise (it never throws synchronously). */
+export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
   return startNode(new Primary(options));
 }

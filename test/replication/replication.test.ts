@@ -243,6 +243,18 @@ describe('primary and backup', () => {
     expect(c.stats().epoch).toBe(1);
   });
 
+  it('clients.advertise replaces the bound address in the hint, and a malformed one is refused at start', async () => {
+    const a = await arbiter();
+    const p = await primary({ arbiter: a, clients: { advertise: 'kv.example.internal:7001' } });
+    const b = await backupOf(p, a);
+    await until(() => p.state().peer_connected, 'the backup to connect');
+    const raw = await RawConnection.open(b.clientAddress().port);
+    cleanups.push(() => raw.destroy());
+    raw.send({ type: 'hello', version: 1 });
+    expect((await raw.next('not_primary')).primary_hint).toBe('kv.example.internal:7001');
+    await expect(startPrimary({ module, arbiter: await arbiter(), secret: SECRET, clients: { advertise: 'no port' } })).rejects.toThrow(/FTW_REPL_OPTION: clients.advertise = "no port"/);
+  });
+
   it('fails over when the primary goes away: the backup wins the next epoch and serves the same session', async () => {
     const a = await arbiter();
     const p = await startPrimary({ module, arbiter: a, secret: SECRET, ...(onEvent ? { onEvent } : {}) });
