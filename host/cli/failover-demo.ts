@@ -48,7 +48,8 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
     const load = spawnCli(cli, ['load', '--servers', `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '2']);
     procs.push(load);
     say(`clients: ${sessions} sessions x ${requests} INCR requests, answered only after the backup has the log (output rule)`);
-    const progress = (): number => Number(/load: (\d+) responses/g.exec(load.stderr().split('\n').filter((l) => l.startsWith('load:')).at(-1) ?? '')?.[1] ?? 0);
+    // The last whole `load: N responses` line (stderr may end in a line still being written).
+    const progress = (): number => Number(load.stderr().match(/load: (\d+) responses\n/g)?.at(-1)?.match(/\d+/)?.[0] ?? 0);
     const killAt = Math.floor(total * 0.4 / 100) * 100 || 100;
     const timer = setInterval(() => process.stdout.write(`\r  responses ${String(progress()).padStart(6)} / ${total}`), 100);
     await until(() => progress() >= killAt, `${killAt} responses`);
