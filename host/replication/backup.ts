@@ -18,7 +18,6 @@ import {
   HEARTBEAT_TIMEOUT_MS_DEFAULT,
   HELD_OUTPUTS_MAX_DEFAULT,
   INPUT_QUEUE_MAX_DEFAULT,
-  PRIMARY_ADDRESS_BYTES_MAX,
   isHostPort,
 } from './primary.ts';
 import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
@@ -263,7 +262,7 @@ export class Backup extends ReplicaNode {
       case MessageType.PRIMARY: {
         const text = Buffer.from(m.payload).toString('utf8');
         // Only a hint for clients: a malformed one is noted and dropped, replication goes on.
-        if (m.payload.length > PRIMARY_ADDRESS_BYTES_MAX || !isHostPort(text)) {
+        if (!isHostPort(text)) {
           this.primary_hint = undefined;
           return this.note(`the primary's client address is not a host:port (${m.payload.length} bytes): no not_primary hint`);
         }

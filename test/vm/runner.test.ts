@@ -10,10 +10,14 @@ import { message } from '../support/memlog.ts';
 const SPIN = `(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))`;
 
 // recv with a 30 ms timeout, counting timeouts in memory, until a message arrives; then echoes it.
-const WAITER = `(module
+/** A module text with the recv and send imports and one page of exported memory, then `body`. */
+const withRecvSend = (body: string): string => `(module
   (import "ft" "recv" (func $recv (param i32 i32 i32) (result i32)))
   (import "ft" "send" (func $send (param i32 i32 i32)))
   (memory (export "memory") 1)
+  ${body})`;
+
+const WAITER = withRecvSend(`
   (global $timeouts (export "timeouts") (mut i32) (i32.const 0))
   (func (export "_start") (local $n i32)
     (block $got (loop $wait
@@ -21,22 +25,19 @@ const WAITER = `(module
       (br_if $got (i32.gt_s (local.get $n) (i32.const 0)))
       (global.set $timeouts (i32.add (global.get $timeouts) (i32.const 1)))
       (br $wait)))
-    (call $send (i32.load (i32.const 0)) (i32.const 4) (i32.sub (local.get $n) (i32.const 4)))))`;
+    (call $send (i32.load (i32.const 0)) (i32.const 4) (i32.sub (local.get $n) (i32.const 4))))`);
 
 describe('GuestRunner', () => {
   it('group commit: outputs of queued requests share frames, each after the frame that logs it, in order; the replay agrees', async () => {
     // Echoes every message until input closes. All N requests are queued before the worker has started, so
     // the guest always finds more input waiting: its outputs go out in batches, after one log flush each.
-    const ECHO = `(module
-      (import "ft" "recv" (func $recv (param i32 i32 i32) (result i32)))
-      (import "ft" "send" (func $send (param i32 i32 i32)))
-      (memory (export "memory") 1)
+    const ECHO = withRecvSend(`
       (func (export "_start") (local $n i32)
         (block $done (loop $next
           (local.set $n (call $recv (i32.const 0) (i32.const 64) (i32.const -1)))
           (br_if $done (i32.lt_s (local.get $n) (i32.const 0)))
           (call $send (i32.load (i32.const 0)) (i32.const 4) (i32.sub (local.get $n) (i32.const 4)))
-          (br $next)))))`;
+          (br $next))))`);
     const N = 200;
     const module = new WebAssembly.Module(instrument(await wat(ECHO)));
     const runner = new GuestRunner({ module, mode: 'record', streamFrames: true });
@@ -64,16 +65,13 @@ describe('GuestRunner', () => {
     // Two requests are queued: the answer to the first is held (more input waits), the guest takes the second,
     // polls an empty ring, then spins. Its slices are far too long for a check-in to flush in time: only the
     // empty recv can.
-    const POLL_THEN_SPIN = `(module
-      (import "ft" "recv" (func $recv (param i32 i32 i32) (result i32)))
-      (import "ft" "send" (func $send (param i32 i32 i32)))
-      (memory (export "memory") 1)
+    const POLL_THEN_SPIN = withRecvSend(`
       (func (export "_start") (local $n i32)
         (local.set $n (call $recv (i32.const 0) (i32.const 64) (i32.const -1)))
         (call $send (i32.load (i32.const 0)) (i32.const 4) (i32.sub (local.get $n) (i32.const 4)))
         (drop (call $recv (i32.const 100) (i32.const 64) (i32.const 0)))
         (drop (call $recv (i32.const 100) (i32.const 64) (i32.const 0)))
-        (loop $spin (br $spin))))`;
+        (loop $spin (br $spin)))`);
     const module = new WebAssembly.Module(instrument(await wat(POLL_THEN_SPIN)));
     const runner = new GuestRunner({ module, mode: 'record', streamFrames: true, sliceInstructions: 10n ** 15n });
     const done = runner.done.catch(() => undefined);
