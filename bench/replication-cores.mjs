@@ -16,7 +16,7 @@
 //   node bench/replication-cores.mjs [--quick] [--workloads=get90,...]
 //
 // Environment (for investigation, not for recorded runs): BENCH_NODE_FLAGS (extra node flags for the primary
-// and backup, e.g. --cpu-prof), BENCH_LAG_MAX (the primary's --replay-lag-ms-max), BENCH_DEBUG (print what
+// and backup, e.g. --cpu-prof), BENCH_LAG_MAX (the primary's --replay-lag-ms-max), BENCH_SESSIONS (client sessions, default 8), BENCH_DEBUG (print what
 // the nodes said). Needs taskset (util-linux) and 2 cores. Writes bench/results/replication-cores.json and
 // .md (full run of every workload only). All on 127.0.0.1; every wait is bounded in time.
 import { machineFacts, median, quantile } from './common.mjs';
@@ -37,7 +37,7 @@ const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolea
 const ROUNDS = quick ? 1 : 3;
 const WARM_MS = quick ? 300 : 500;
 const WINDOW_MS = quick ? 700 : 2_000;
-const SESSIONS = 8;
+const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 8);
 const WINDOW = 32; // calls outstanding per session (< requests_inflight_max, 64)
 const LATENCY_CALLS = quick ? 200 : 800;
 const STEP_MS_MAX = 20_000; // a process getting ready, a load run finishing

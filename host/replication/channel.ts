@@ -1,12 +1,14 @@
 // The log channel between a primary and its backup: one TCP connection, length-prefixed messages, and a
 // shared-secret handshake (HMAC-SHA256 challenge-response in both directions) before any log byte flows.
-// After the handshake every message carries an HMAC under a per-connection key and a per-direction counter,
-// so a peer without the secret can neither read the log (nothing is sent to it) nor inject, replay or reorder
-// messages on an established connection. The bytes are not encrypted: see docs/REPLICATION.md.
+// After the handshake every payload is encrypted and authenticated with AES-256-GCM under a per-connection,
+// per-direction key, the nonce being the direction's message counter: a peer without the secret gets nothing
+// (it is refused), someone watching the wire cannot read the log, and nobody can inject, replay, reorder or
+// alter a message on an established connection.
 //
-// Wire: u32 LE body length, then the body: type u8, epoch u64 LE, payload, and (after the handshake) a
-// 32-byte MAC = HMAC-SHA256(direction key, counter u64 LE || type || epoch || payload).
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+// Wire: u32 LE body length, then the body: type u8, epoch u64 LE, payload. After the handshake the payload
+// is AES-256-GCM(direction key, nonce = 4 zero bytes || counter u64 LE, associated data = type || epoch)
+// and the body ends with the 16-byte tag.
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { ReplicationError } from './errors.ts';
@@ -32,7 +34,10 @@ export function messageTypeName(type: number): string {
 
 const LENGTH_BYTES = 4;
 const HEAD_BYTES = 9; // type + epoch
-const MAC_BYTES = 32;
+const MAC_BYTES = 32; // HMAC-SHA256, in the handshake
+const TAG_BYTES = 16; // AES-256-GCM, on every message after it
+const IV_BYTES = 12;
+const CIPHER = 'aes-256-gcm';
 const NONCE_BYTES = 32;
 /** Before the handshake no message may be longer than this (a stranger cannot make us buffer much). */
 export const HANDSHAKE_MESSAGE_BYTES_MAX = 256;
@@ -139,7 +144,8 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
   private key_recv: Buffer | undefined;
   private counter_send = 0n;
   private counter_recv = 0n;
-  private readonly counter_buf = Buffer.alloc(8);
+  /** GCM nonce: 4 zero bytes, then the direction's message counter (u64 LE); a key never sees one twice. */
+  private readonly iv = Buffer.alloc(IV_BYTES);
   /** Messages sent / received after the handshake, by type. */
   readonly sent: MessageCounts = {};
   readonly received: MessageCounts = {};
@@ -215,29 +221,27 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
   }
 
   private write(type: number, parts: readonly Uint8Array[]): void {
-    const mac = this.key_send !== undefined;
     let payload_bytes = 0;
     for (const p of parts) payload_bytes += p.length;
-    const body_bytes = HEAD_BYTES + payload_bytes + (mac ? MAC_BYTES : 0);
+    const sealed = this.key_send !== undefined;
+    const body_bytes = HEAD_BYTES + payload_bytes + (sealed ? TAG_BYTES : 0);
+    const head = Buffer.allocUnsafe(LENGTH_BYTES + HEAD_BYTES);
+    head.writeUInt32LE(body_bytes, 0);
+    head[LENGTH_BYTES] = type;
+    head.writeBigUInt64LE(BigInt(this.options.epoch()), LENGTH_BYTES + 1);
+    const pieces: Uint8Array[] = [head];
+    if (sealed) {
+      this.iv.writeBigUInt64LE(this.counter_send++, 4);
+      const cipher = createCipheriv(CIPHER, this.key_send!, this.iv, { authTagLength: TAG_BYTES });
+      cipher.setAAD(head.subarray(LENGTH_BYTES));
+      for (const p of parts) pieces.push(cipher.update(p));
+      pieces.push(cipher.final(), cipher.getAuthTag());
+    } else {
+      pieces.push(...parts);
+    }
     // One buffer, one socket write: a message reaches the kernel whole or not at all, even if this process
     // is stopped right here (a RELEASED must never be half out while the outputs it announces wait).
-    const message = Buffer.allocUnsafe(LENGTH_BYTES + body_bytes);
-    message.writeUInt32LE(body_bytes, 0);
-    message[LENGTH_BYTES] = type;
-    message.writeBigUInt64LE(BigInt(this.options.epoch()), LENGTH_BYTES + 1);
-    let at = LENGTH_BYTES + HEAD_BYTES;
-    for (const p of parts) {
-      message.set(p, at);
-      at += p.length;
-    }
-    if (this.key_send) {
-      this.counter_buf.writeBigUInt64LE(this.counter_send++);
-      const h = createHmac('sha256', this.key_send);
-      h.update(this.counter_buf);
-      h.update(message.subarray(LENGTH_BYTES, at));
-      h.digest().copy(message, at);
-    }
-    this.socket.write(message);
+    this.socket.write(Buffer.concat(pieces, LENGTH_BYTES + body_bytes));
   }
 
   private onData(chunk: Buffer): void {
@@ -250,7 +254,7 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
         if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
         const head = this.chunks[0]!;
         const length = head.readUInt32LE(0);
-        const max = this.state === 'open' ? this.message_bytes_max + HEAD_BYTES + MAC_BYTES : HANDSHAKE_MESSAGE_BYTES_MAX;
+        const max = this.state === 'open' ? this.message_bytes_max + HEAD_BYTES + TAG_BYTES : HANDSHAKE_MESSAGE_BYTES_MAX;
         if (length < HEAD_BYTES || length > max) {
           throw new ReplicationError('FTW_REPL_PROTOCOL', `message of ${length} bytes from ${this.peer} is outside ${HEAD_BYTES}..${max}${this.state === 'open' ? '' : ' (before authentication)'}`);
         }
@@ -277,19 +281,26 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     if (epochBig > BigInt(Number.MAX_SAFE_INTEGER)) throw new ReplicationError('FTW_REPL_PROTOCOL', `epoch ${epochBig} from ${this.peer} is beyond 2^53-1`);
     const epoch = Number(epochBig);
     if (this.state !== 'open') return this.onHandshake(type, epoch, body.subarray(HEAD_BYTES));
-    if (body.length < HEAD_BYTES + MAC_BYTES) throw new ReplicationError('FTW_REPL_PROTOCOL', `message from ${this.peer} too short for its MAC`);
-    const signed = body.subarray(0, body.length - MAC_BYTES);
-    this.counter_buf.writeBigUInt64LE(this.counter_recv++);
-    const expected = hmac(this.key_recv!, this.counter_buf, signed);
-    if (!timingSafeEqual(expected, body.subarray(body.length - MAC_BYTES))) {
-      throw new ReplicationError('FTW_REPL_AUTH', `bad MAC on ${messageTypeName(type)} message ${this.counter_recv - 1n} from ${this.peer}: forged, replayed or damaged`);
+    if (body.length < HEAD_BYTES + TAG_BYTES) throw new ReplicationError('FTW_REPL_PROTOCOL', `message from ${this.peer} too short for its tag`);
+    const n = this.counter_recv++;
+    this.iv.writeBigUInt64LE(n, 4);
+    let payload: Buffer;
+    try {
+      const decipher = createDecipheriv(CIPHER, this.key_recv!, this.iv, { authTagLength: TAG_BYTES });
+      decipher.setAAD(body.subarray(0, HEAD_BYTES));
+      decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+      const first = decipher.update(body.subarray(HEAD_BYTES, body.length - TAG_BYTES));
+      const last = decipher.final();
+      payload = last.length === 0 ? first : Buffer.concat([first, last]);
+    } catch {
+      throw new ReplicationError('FTW_REPL_AUTH', `bad tag on ${messageTypeName(type)} message ${n} from ${this.peer}: forged, replayed or damaged`);
     }
     if (!(type in TYPE_NAMES) || type <= MessageType.AUTH_OK) {
       throw new ReplicationError('FTW_REPL_PROTOCOL', `unexpected ${messageTypeName(type)} message from ${this.peer}`);
     }
     this.received[type] = (this.received[type] ?? 0) + 1;
-    // Copied: the caller may keep the payload after the chunk buffer is reused.
-    this.emit('message', { type: type as MessageTypeNumber, epoch, payload: new Uint8Array(signed.subarray(HEAD_BYTES)) });
+    // Decrypted into a buffer of its own: the caller may keep it after the chunk buffer is reused.
+    this.emit('message', { type: type as MessageTypeNumber, epoch, payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.length) });
   }
 
   private onHandshake(type: number, _epoch: number, payload: Buffer): void {
