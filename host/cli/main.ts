@@ -75,6 +75,7 @@ program
   .option('--advertise <host:port>', 'client address the backup hands to clients that reach it (default: the --clients address unless it is a wildcard)')
   .option('--replay-lag-ms-max <ms>', "how far the backup's replay may trail before the guest is throttled and input held (default 100)")
   .option('--log <file>', 'also write the whole log to this new file, for `ftwasm replay`; on SIGTERM a live node closes its guest\'s input and prints its final state')
+  .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
   .action(primaryCommand);
 
 program
@@ -90,6 +91,7 @@ program
   .option('--timeout-ms <ms>', 'heartbeat timeout (default 300)')
   .option('--connect-timeout-ms <ms>', 'time to reach the primary at start (default 10000)')
   .option('--log <file>', 'also write the whole log (received, then recorded once live) to this new file, for `ftwasm replay`')
+  .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
   .action(backupCommand);
 
 program

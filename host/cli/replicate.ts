@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { openArbiter } from '../arbiter/index.ts';
 import { FtClient, parseAddress } from '../net/index.ts';
-import { LogArchive, startBackup, startPrimary, type Backup, type Primary } from '../replication/index.ts';
+import { LogArchive, nodeMetrics, serveMetrics, startBackup, startPrimary, type Backup, type Primary } from '../replication/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
 import { FTWASM_VERSION, loadGuest } from './guest.ts';
 
@@ -15,6 +15,7 @@ interface RoleOptions {
   heartbeatMs?: string;
   timeoutMs?: string;
   log?: string;
+  metrics?: string;
 }
 
 export interface PrimaryCommandOptions extends RoleOptions {
@@ -104,6 +105,16 @@ function waitFor<T>(promise: Promise<T>, timeout_ms: number): Promise<T | 'timeo
   return Promise.race([promise, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeout_ms)))]).finally(() => clearTimeout(timer));
 }
 
+/** `--metrics HOST:PORT`: Prometheus metrics of the node (and of this process) at GET /metrics. */
+async function startMetrics(role: string, node: Primary | Backup, address: string | undefined): Promise<(() => Promise<void>) | undefined> {
+  if (address === undefined) return undefined;
+  const at = parseAddress(address);
+  const server = await serveMetrics(nodeMetrics(node, { processMetrics: true }), { host: at.host, port: at.port });
+  const a = server.address();
+  process.stderr.write(`${role}: metrics at http://${a.host}:${a.port}/metrics\n`);
+  return server.close;
+}
+
 async function untilState(node: Primary | Backup, cond: () => boolean, timeout_ms: number): Promise<void> {
   const deadline = Date.now() + timeout_ms;
   while (!cond() && Date.now() < deadline && node.state().role === 'primary') await new Promise((r) => setTimeout(r, 10));
@@ -171,9 +182,13 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
   const c = node.clientAddress();
   const r = node.replicationAddress();
   process.stderr.write(`primary: ready in epoch ${node.state().epoch}, clients ${c.host}:${c.port}, replication ${r.host}:${r.port}, arbiter ${arbiter.where}\n`);
+  let closeMetrics: (() => Promise<void>) | undefined;
   try {
+    closeMetrics = await startMetrics('primary', node, opts.metrics);
     await runNode('primary', node, log);
   } finally {
+    await node.close();
+    await closeMetrics?.();
     await arbiter.close();
   }
 }
@@ -199,9 +214,13 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
   const c = node.clientAddress();
   process.stderr.write(`backup: ready, following ${opts.primary}, clients ${c.host}:${c.port}, arbiter ${arbiter.where}\n`);
   node.on('live', (epoch) => process.stderr.write(`backup: LIVE as primary in epoch ${epoch}\n`));
+  let closeMetrics: (() => Promise<void>) | undefined;
   try {
+    closeMetrics = await startMetrics('backup', node, opts.metrics);
     await runNode('backup', node, log);
   } finally {
+    await node.close();
+    await closeMetrics?.();
     await arbiter.close();
   }
 }

@@ -30,5 +30,7 @@ export {
 export type { ChannelMessage, ChannelOptions } from './channel.ts';
 export { OutputGate, InputFeeder } from './gate.ts';
 export { LogArchive } from './archive.ts';
+export { nodeMetrics, serveMetrics } from './metrics.ts';
+export type { MeteredNode, ClientStats, NodeMetricsOptions, MetricsServerOptions } from './metrics.ts';
 export { ReplicationError } from './errors.ts';
 export type { ReplicationErrorCode } from './errors.ts';
