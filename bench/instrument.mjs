@@ -29,7 +29,8 @@ const quick = process.argv.includes('--quick');
 const WARMUP_ROUNDS = quick ? 1 : 2;
 // Each guest is measured in PROCESSES fresh processes (V8 places and compiles code anew in each, which moves
 // a tight loop's speed by several percent either way), SAMPLE_ROUNDS rounds each; rounds are pooled.
-const PROCESSES = quick ? 1 : 3;
+// Five: with three, one guest's per-process ratios spread from 1.01 to 1.13 (nbody, 2026-11-27).
+const PROCESSES = quick ? 1 : 5;
 const SAMPLE_ROUNDS = quick ? 3 : 7;
 // wasm-metering runs ~10x slower; it takes part in the first rounds only.
 const METERED_SAMPLE_ROUNDS = 2;

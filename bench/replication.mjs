@@ -806,7 +806,7 @@ function markdown(results) {
       'Throughput and latency with the backup in the same process (one event loop for primary, backup and clients) and as an `ftwasm backup` child process; ' +
       `Heartbeat timeout ${KV_TIMING.heartbeat_timeout_ms} ms for throughput and latency, the default 300 ms for failover, ` +
       'failover with `ftwasm primary` / `ftwasm backup` processes killed with SIGKILL during `ftwasm load`. ' +
-      `Log Mbit/s = log frame bytes the backup received at the measured throughput (the channel adds 45 bytes a message). All on 127.0.0.1.`,
+      `Log Mbit/s = log frame bytes the backup received at the measured throughput (the channel adds 29 bytes a message: length, type, epoch, GCM tag). All on 127.0.0.1.`,
   );
   lines.push(`Measured by \`node bench/replication.mjs\` on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, load average ${m.loadavg_start[0]} at the start, ${m.loadavg_end[0]} at the end.`);
   return lines.join('\n') + '\n';
@@ -848,7 +848,7 @@ const results = {
     clients: `saturating: ${TP_SESSIONS} FtClient sessions x ${TP_WINDOW} calls outstanding, ${WARM_MS} ms warm-up then ${THROUGHPUT_MS} ms counted; latency: 1 session, 1 call outstanding, ${LATENCY_REQUESTS} calls per round`,
     rounds: ROUNDS,
     heartbeat: `kv, ticker and montecarlo parts: interval 50 ms, timeout ${KV_TIMING.heartbeat_timeout_ms} ms (no failover in a saturated window); failover part: defaults 50 / 300 ms`,
-    log_bytes: 'replicated: bytes of log frames the backup received (onLogBytes); bare, solo and replicated_proc: frames the guest of the primary sealed (runner frame events). The channel adds 45 bytes per message (length, type, epoch, MAC).',
+    log_bytes: 'replicated: bytes of log frames the backup received (onLogBytes); bare, solo and replicated_proc: frames the guest of the primary sealed (runner frame events). The channel adds 29 bytes per message (length, type, epoch, AES-GCM tag).',
     output_hold: "time from the guest's send (runner 'send' event) to the client server's output() call, by wrapping the primary's private runner and server fields",
   },
   targets: TARGETS,

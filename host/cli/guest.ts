@@ -1,7 +1,7 @@
 // Loading a guest for the CLI: instrument it unless it already is, and hash the original bytes.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { instrument } from '../instrument/index.ts';
+import { instrument, readInstrumentMeta } from '../instrument/index.ts';
 
 export const FTWASM_VERSION = '0.1.0';
 
@@ -14,9 +14,15 @@ export interface LoadedGuest {
 export function loadGuest(path: string): LoadedGuest {
   const bytes = readFileSync(path);
   const moduleHash = new Uint8Array(createHash('sha256').update(bytes).digest());
-  const probe = new WebAssembly.Module(bytes);
-  const instrumented = WebAssembly.Module.customSections(probe, 'ftwasm').length > 0;
-  return { module: instrumented ? probe : new WebAssembly.Module(instrument(bytes)), moduleHash };
+  try {
+    const probe = new WebAssembly.Module(bytes);
+    // An already instrumented module is taken as it is; its metadata is checked here, before anything runs.
+    if (readInstrumentMeta(probe)) return { module: probe, moduleHash };
+    return { module: new WebAssembly.Module(instrument(bytes)), moduleHash };
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    throw Object.assign(new Error(`guest ${path}: ${e.message}`, { cause: error }), e.code ? { code: e.code } : {});
+  }
 }
 
 /** A message as `recv` delivers it: 4-byte LE session id, then the payload. */

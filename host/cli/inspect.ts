@@ -1,11 +1,11 @@
 // `ftwasm inspect <file>`: the entries of a log file as a table, then counts and bytes by kind.
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 
-import { decodeLogFile, entryKindName, EntryKind } from '../log/index.ts';
+import { entryKindName, EntryKind, readLogFile } from '../log/index.ts';
 import type { LogEntry } from '../log/index.ts';
 
-export function inspectCommand(path: string, opts: { limit: string }): void {
-  const contents = decodeLogFile(readFileSync(path), { path: path });
+export async function inspectCommand(path: string, opts: { limit: string }): Promise<void> {
+  const contents = await readLogFile(path);
   const { header, entries, frames } = contents;
   const out = (s: string): void => void process.stdout.write(`${s}\n`);
   out(`log ${path}: format ${header.formatVersion}, flags 0x${header.flags.toString(16)}, ftwasm ${header.ftwasmVersion}, created ${new Date(header.createdAtMs).toISOString()}`);

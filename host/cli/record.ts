@@ -2,7 +2,7 @@
 // to standard output, the log to <file>.
 import { createInterface } from 'node:readline';
 import { rmSync, existsSync } from 'node:fs';
-import { GuestRunner } from '../vm/index.ts';
+import { GuestRunner, MESSAGE_BYTES_MAX } from '../vm/index.ts';
 import { FTWASM_VERSION, loadGuest, printFinal, sessionMessage } from './guest.ts';
 
 export interface RecordOptions {
@@ -46,8 +46,16 @@ function feedStdin(runner: GuestRunner): { stop(): Promise<void> } {
   const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
   let stopped = false;
   const done = (async () => {
+    let n = 0;
     for await (const line of lines) {
-      const message = sessionMessage(1, new TextEncoder().encode(line));
+      n++;
+      const payload = new TextEncoder().encode(line);
+      // As a server refuses a request over the limit, a line over it never reaches the guest (nor the log).
+      if (payload.length > MESSAGE_BYTES_MAX) {
+        process.stderr.write(`ftwasm: stdin line ${n}: ${payload.length} bytes > MESSAGE_BYTES_MAX (${MESSAGE_BYTES_MAX}); skipped\n`);
+        continue;
+      }
+      const message = sessionMessage(1, payload);
       while (!runner.send(message)) {
         if (stopped) return;
         await new Promise((r) => setTimeout(r, INPUT_RETRY_MS));

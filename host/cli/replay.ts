@@ -1,7 +1,6 @@
 // `ftwasm replay <guest.wasm> --log <file>`: replays in this thread (the whole log is at hand) and checks
 // every entry; exit 3 on divergence or a corrupt log.
-import { readFileSync } from 'node:fs';
-import { decodeLogFile, entryKindName } from '../log/index.ts';
+import { entryKindName, readLogFile } from '../log/index.ts';
 import { GuestCore, ArraySource } from '../vm/index.ts';
 import { loadGuest, printFinal } from './guest.ts';
 
@@ -9,9 +8,9 @@ export class ReplayFailed extends Error {
   readonly code = 'FTW_DIVERGENCE';
 }
 
-export function replayCommand(path: string, opts: { log: string; quiet?: boolean }): void {
+export async function replayCommand(path: string, opts: { log: string; quiet?: boolean }): Promise<void> {
   const guest = loadGuest(path);
-  const contents = decodeLogFile(readFileSync(opts.log), { path: opts.log }); // throws LogCorruptError naming frame, offset and seq
+  const contents = await readLogFile(opts.log); // throws LogCorruptError naming frame, offset and seq; LogLimitError past file_bytes_max
   if (Buffer.compare(Buffer.from(contents.header.moduleHash), Buffer.from(guest.moduleHash)) !== 0) {
     throw new ReplayFailed(`log ${opts.log} was recorded with another module (hash ${Buffer.from(contents.header.moduleHash).toString('hex').slice(0, 16)}…)`);
   }

@@ -104,7 +104,30 @@ export function instrument(bytes: Uint8Array, options: InstrumentOptions = {}): 
 export function readInstrumentMeta(module: WebAssembly.Module): InstrumentMeta | undefined {
   const sections = WebAssembly.Module.customSections(module, META_SECTION);
   if (sections.length === 0) return undefined;
-  return JSON.parse(new TextDecoder().decode(sections[0])) as InstrumentMeta;
+  // A section of that name that ftwasm did not write (or that was damaged) is named, not half-trusted.
+  const bad = (why: string): never => {
+    throw new InstrumentError('FTW_BAD_MODULE', `custom section "${META_SECTION}" is not ftwasm's metadata: ${why}`, -1);
+  };
+  if (sections.length > 1) bad(`${sections.length} such sections`);
+  let meta: unknown;
+  try {
+    meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(sections[0]));
+  } catch (error) {
+    bad(`not UTF-8 JSON (${(error as Error).message})`);
+  }
+  const m = meta as Partial<InstrumentMeta> | null;
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return bad('not a JSON object');
+  if (m.format !== 1) bad(`format ${JSON.stringify(m.format)}, expected 1`);
+  if (m.fuelExport !== FUEL_EXPORT || m.fuelF64Export !== FUEL_F64_EXPORT) bad('unexpected fuel export names');
+  if (typeof m.fuelInitial !== 'string' || !/^\d{1,19}$/.test(m.fuelInitial) || BigInt(m.fuelInitial) > FUEL_MAX) bad('fuelInitial is not a fuel amount');
+  for (const k of ['fuelGlobal', 'functions', 'segments', 'checks'] as const) if (!Number.isInteger(m[k]) || m[k]! < 0) bad(`${k} is not a count`);
+  const x = m.exhaustedImport;
+  if (typeof x !== 'object' || x === null || x.module !== 'ftwasm' || x.name !== 'fuel_exhausted' || !Number.isInteger(x.func)) bad('exhaustedImport is malformed');
+  if (typeof m.globals !== 'object' || m.globals === null || Object.values(m.globals).some((v) => typeof v !== 'string')) bad('globals is malformed');
+  for (const k of ['memories', 'tables'] as const) if (!Array.isArray(m[k]) || m[k]!.some((v) => typeof v !== 'string')) bad(`${k} is malformed`);
+  if (typeof m.start !== 'boolean') bad('start is not a boolean');
+  if (!Array.isArray(m.imports) || m.imports.some((i) => typeof i !== 'object' || i === null || typeof i.module !== 'string' || typeof i.name !== 'string' || typeof i.type !== 'string')) bad('imports is malformed');
+  return m as InstrumentMeta;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -226,6 +226,11 @@ export class FtClient extends EventEmitter<FtClientEvents> {
    */
   call(payload: Uint8Array): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
+      // Calls waiting for their output count against the same bound as requests waiting to be accepted: a
+      // guest that never answers cannot grow this list without limit.
+      if (this.calls.length >= this.options.requests_queued_max) {
+        return reject(new NetError('FTW_NET_QUEUE_FULL', `${this.calls.length} calls wait for their output (requests_queued_max = ${this.options.requests_queued_max})`));
+      }
       const waiter: CallWaiter = { resolve, reject };
       this.calls.push(waiter);
       const failed = (error: Error): void => {
@@ -380,8 +385,11 @@ export class FtClient extends EventEmitter<FtClientEvents> {
         if (isClosed(connection)) return;
       }
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      this.drop(connection, `server ${connection.address.text} broke the protocol: ${error.message}`);
+      if (error instanceof ProtocolError) return this.drop(connection, `server ${connection.address.text} broke the protocol: ${error.message}`);
+      // Anything else is this client's own bookkeeping broken by what a server said: the client fails (its
+      // callers are told), rather than an exception escaping a socket handler and taking the process down.
+      const e = error as Error;
+      this.fail(e instanceof NetError ? e : new NetError('FTW_NET_STATE', `handling a message from ${connection.address.text}: ${e.message}`));
     }
   }
 
@@ -417,6 +425,11 @@ export class FtClient extends EventEmitter<FtClientEvents> {
   private onWelcome(connection: Connection, welcome: WelcomeMessage): void {
     if (welcome.epoch < this.max_epoch) {
       return this.drop(connection, `${connection.address.text} says primary in epoch ${welcome.epoch}, but epoch ${this.max_epoch} was seen: a stale primary`);
+    }
+    // The server cannot have accepted requests this client never numbered (a resumed ticket, next_seq 0, is
+    // settled against settle_target in onAccepted instead).
+    if (this.next_seq > 0 && welcome.accepted >= this.next_seq) {
+      throw new ProtocolError('bad_message', `welcome says request ${welcome.accepted} was accepted, but only ${this.next_seq - 1} were numbered`);
     }
     if (!this.adoptSession(welcome)) return;
     this.max_epoch = welcome.epoch;

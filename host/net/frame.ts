@@ -5,8 +5,8 @@ import { Buffer } from 'node:buffer';
 import { ProtocolError } from './errors.ts';
 
 export const FRAME_HEADER_BYTES = 4;
-/** Largest payload of one request or output, as the ABI's MESSAGE_BYTES_MAX (1 MiB). */
-export const PAYLOAD_BYTES_MAX_DEFAULT = 1 << 20;
+/** Largest payload of one request or output, as the ABI's MESSAGE_BYTES_MAX: 1 MiB less 1 KiB (a request and its log entry must fit one 1 MiB log frame). */
+export const PAYLOAD_BYTES_MAX_DEFAULT = (1 << 20) - 1024;
 /** Room for a message's other fields around its payload. */
 export const ENVELOPE_BYTES_MAX = 1024;
 /** Largest frame body by default: a full payload plus its envelope. */

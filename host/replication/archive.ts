@@ -1,9 +1,10 @@
 // A node's log as a file: the file header of docs/LOG.md, then every sealed frame the node holds (received
 // from the primary, or recorded by its own guest) in seq order, written as it comes. `ftwasm replay` reads it.
-// Memory stays bounded: each frame goes to the file at once and is not kept.
+// Memory stays bounded: each frame goes to the file at once and is not kept. The file stops at file_bytes_max
+// (default 1 GiB, what `ftwasm replay` reads): the frame that would pass it is refused with FTW_LOG_LIMIT.
 import assert from 'node:assert/strict';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { encodeFileHeader } from '../log/index.ts';
+import { encodeFileHeader, FILE_BYTES_LIMIT, FILE_BYTES_MAX_DEFAULT, LogLimitError } from '../log/index.ts';
 import type { LogFileHeaderInit } from '../log/index.ts';
 import { ReplicationError } from './errors.ts';
 
@@ -19,14 +20,22 @@ export class LogArchive {
   private last_seq = 0;
   private bytes = 0;
 
-  private constructor(path: string, fd: number, header_bytes: number) {
+  private constructor(
+    path: string,
+    fd: number,
+    header_bytes: number,
+    private readonly bytes_max: number,
+  ) {
     this.path = path;
     this.fd = fd;
     this.bytes = header_bytes;
   }
 
   /** Creates the file (never replaces one) and writes its header; the log starts at seq 1. */
-  static create(path: string, header: Omit<LogFileHeaderInit, 'firstSeq'>): LogArchive {
+  static create(path: string, header: Omit<LogFileHeaderInit, 'firstSeq'>, file_bytes_max = FILE_BYTES_MAX_DEFAULT): LogArchive {
+    if (!Number.isInteger(file_bytes_max) || file_bytes_max < 1 || file_bytes_max > FILE_BYTES_LIMIT) {
+      throw new ReplicationError('FTW_REPL_OPTION', `file_bytes_max = ${file_bytes_max} is outside 1..${FILE_BYTES_LIMIT}`);
+    }
     const bytes = encodeFileHeader({ ...header, firstSeq: 1 });
     let fd: number;
     try {
@@ -35,7 +44,7 @@ export class LogArchive {
       throw new ReplicationError('FTW_REPL_OPTION', `cannot create the log file ${path}: ${(error as Error).message}`, { cause: error });
     }
     writeAll(fd, bytes);
-    return new LogArchive(path, fd, bytes.length);
+    return new LogArchive(path, fd, bytes.length, file_bytes_max);
   }
 
   /** Highest seq in the file. */
@@ -57,6 +66,9 @@ export class LogArchive {
     assert(firstSeq === this.last_seq + 1, `log file ${this.path}: frames ${firstSeq}..${lastSeq} after seq ${this.last_seq}`);
     // A chunk that completes no frame yet (lastSeq = firstSeq - 1) is allowed: the next one finishes it.
     assert(lastSeq >= this.last_seq, `log file ${this.path}: frames ${firstSeq}..${lastSeq} go back`);
+    if (this.bytes + frames.length > this.bytes_max) {
+      throw new LogLimitError('file_bytes_max', this.bytes + frames.length, this.bytes_max, `log file ${this.path} would grow past its limit at seq ${firstSeq}`);
+    }
     writeAll(this.fd, frames);
     this.bytes += frames.length;
     this.last_seq = lastSeq;

@@ -13,6 +13,7 @@ import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
 import {
   checkTimes,
+  clientPayloadMax,
   defaultNodeId,
   HEARTBEAT_INTERVAL_MS_DEFAULT,
   HEARTBEAT_TIMEOUT_MS_DEFAULT,
@@ -82,6 +83,7 @@ export class Backup extends ReplicaNode {
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
+    clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
   }
@@ -113,7 +115,7 @@ export class Backup extends ReplicaNode {
     this.server.onRequest = (session, seq, payload) => this.feeder.onRequest(session, seq, payload);
     await this.server.listen();
 
-    const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true });
+    const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: clientPayloadMax(this.options.clients) });
     this.runner = runner;
     this.live_seq = new Promise<number>((resolve) => runner.once('live', resolve));
     runner.on('send', (session, bytes, seq) => {
@@ -145,6 +147,11 @@ export class Backup extends ReplicaNode {
 
   get guestResult(): RunnerResult | undefined {
     return this.result;
+  }
+
+  /** The client server's counts (connections, sessions, outputs kept for clients), once it is up. */
+  clientStats(): ReturnType<ClientServer['stats']> | undefined {
+    return this.server?.stats();
   }
 
   clientAddress(): { host: string; port: number } {

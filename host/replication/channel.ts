@@ -251,14 +251,16 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
     let messages = 0;
     try {
       while (this.buffered >= LENGTH_BYTES) {
-        if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
-        const head = this.chunks[0]!;
-        const length = head.readUInt32LE(0);
+        if (this.chunks[0]!.length < LENGTH_BYTES) this.chunks = [Buffer.concat(this.chunks)];
+        const length = this.chunks[0]!.readUInt32LE(0);
         const max = this.state === 'open' ? this.message_bytes_max + HEAD_BYTES + TAG_BYTES : HANDSHAKE_MESSAGE_BYTES_MAX;
         if (length < HEAD_BYTES || length > max) {
           throw new ReplicationError('FTW_REPL_PROTOCOL', `message of ${length} bytes from ${this.peer} is outside ${HEAD_BYTES}..${max}${this.state === 'open' ? '' : ' (before authentication)'}`);
         }
         if (this.buffered < LENGTH_BYTES + length) break;
+        // Joined once the whole message is here, not at every read of it (a large message comes in many).
+        if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+        const head = this.chunks[0]!;
         const body = head.subarray(LENGTH_BYTES, LENGTH_BYTES + length);
         const rest = head.subarray(LENGTH_BYTES + length);
         this.chunks = rest.length > 0 ? [rest] : [];

@@ -5,9 +5,9 @@ import { ReplicaNode, startNode } from './node.ts';
 import net from 'node:net';
 import { hostname } from 'node:os';
 import type { Arbiter } from '../arbiter/index.ts';
-import { ClientServer } from '../net/index.ts';
+import { ClientServer, PAYLOAD_BYTES_MAX_DEFAULT } from '../net/index.ts';
 import type { ServerLimits, ServerEvent } from '../net/index.ts';
-import { GuestRunner, THROTTLE_PAUSE_US_MAX } from '../vm/index.ts';
+import { GuestRunner, MESSAGE_BYTES_MAX, THROTTLE_PAUSE_US_MAX } from '../vm/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
 import type { FrameFacts } from '../vm/runner.ts';
 import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from './channel.ts';
@@ -117,6 +117,8 @@ function hostPort(a: { host: string; port: number }): string {
 }
 
 const THROTTLE_PAUSE_US_FIRST = 500;
+/** Connections to the replication port at once (beyond it the kernel's accept is answered by closing). */
+export const REPLICATION_CONNECTIONS_MAX = 8;
 const THROTTLE_SLICE = 100_000n;
 const SEALED_SAMPLES_MAX = 8192;
 export const RETAINED_BYTES_MAX_DEFAULT = 256 << 20;
@@ -141,6 +143,18 @@ export function checkTimes(interval_ms: number, timeout_ms: number): void {
   if (!Number.isInteger(timeout_ms) || timeout_ms < 2 * interval_ms || timeout_ms > 600_000) {
     throw new ReplicationError('FTW_REPL_OPTION', `heartbeat_timeout_ms = ${timeout_ms} must be in 2 x heartbeat_interval_ms (${2 * interval_ms})..600000`);
   }
+}
+
+/**
+ * The payload limit of a node's client service, which is also its guest's `send` limit (an output must fit it).
+ * Above MESSAGE_BYTES_MAX a request and its RECV entry would not fit one log frame: refused.
+ */
+export function clientPayloadMax(clients: ClientEndpoint | undefined): number {
+  const max = clients?.limits?.payload_bytes_max ?? PAYLOAD_BYTES_MAX_DEFAULT;
+  if (!Number.isInteger(max) || max < 0 || max > MESSAGE_BYTES_MAX) {
+    throw new ReplicationError('FTW_REPL_OPTION', `clients.limits.payload_bytes_max = ${max} is outside 0..${MESSAGE_BYTES_MAX} (MESSAGE_BYTES_MAX: a request and its log entry must fit one log frame)`);
+  }
+  return max;
 }
 
 export function checkLoopback(host: string, allow: boolean | undefined, what: string): void {
@@ -198,6 +212,8 @@ export class Primary extends ReplicaNode {
   /** How long after a stamp the backup echoed this primary may still release: see leaseHeld. */
   private readonly lease_ms: number;
   private result: RunnerResult | undefined;
+  /** Largest request and output payload (the client service's limit; the guest's send limit). */
+  private readonly payload_max: number;
 
   constructor(private readonly options: PrimaryOptions) {
     super('primary', options.onEvent);
@@ -212,6 +228,7 @@ export class Primary extends ReplicaNode {
     }
     // One heartbeat interval of margin for clocks of two hosts running at slightly different rates.
     this.lease_ms = this.timeout_ms - this.interval_ms;
+    this.payload_max = clientPayloadMax(options.clients);
   }
 
   /** Claims the next epoch, starts listening for the backup and the clients, and starts the guest. */
@@ -248,7 +265,7 @@ export class Primary extends ReplicaNode {
     await this.listenReplication();
     await server.listen();
 
-    const runner = new GuestRunner({ module: this.options.module, mode: 'record', streamFrames: true });
+    const runner = new GuestRunner({ module: this.options.module, mode: 'record', streamFrames: true, messageBytesMax: this.payload_max });
     this.runner = runner;
     runner.on('frame', (bytes, firstSeq, lastSeq, facts) => this.onFrame(bytes, firstSeq, lastSeq, facts));
     runner.on('send', (session, bytes, seq) => {
@@ -271,6 +288,11 @@ export class Primary extends ReplicaNode {
     );
     this.started_ms = performance.now();
     this.timer = setInterval(() => this.tick(), this.interval_ms);
+  }
+
+  /** The client server's counts (connections, sessions, outputs kept for clients), once it is up. */
+  clientStats(): ReturnType<ClientServer['stats']> | undefined {
+    return this.server?.stats();
   }
 
   /** The guest's result once it ended. */
@@ -348,6 +370,8 @@ export class Primary extends ReplicaNode {
     const host = this.options.replication?.host ?? '127.0.0.1';
     checkLoopback(host, this.options.replication?.allowNonLoopback, 'the replication channel');
     const listener = net.createServer((socket) => this.onConnection(socket));
+    // One backup at a time; a few more may be in their handshake (a stranger's is cut off after 2 s).
+    listener.maxConnections = REPLICATION_CONNECTIONS_MAX;
     this.listener = listener;
     await new Promise<void>((resolve, reject) => {
       listener.once('error', (e) => reject(new ReplicationError('FTW_REPL_OPTION', `cannot listen for the backup on ${host}:${this.options.replication?.port ?? 0}: ${e.message}`, { cause: e })));

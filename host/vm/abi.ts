@@ -22,8 +22,16 @@ export const AS_SIGNATURES: Readonly<Record<string, string>> = {
 };
 export const AS_IMPORTS = Object.keys(AS_SIGNATURES);
 
-/** Longest `random_fill` / `send` / `log` a guest may ask for in one call. */
+/** Largest `recv` buffer and `log` text a guest may pass in one call (larger traps). */
 export const IO_BYTES_MAX = 16 * 1024 * 1024;
+/** Longest `random_fill` in one call (docs/ABI.md); larger traps. */
+export const RANDOM_FILL_BYTES_MAX = 65_536;
+/**
+ * Default largest message payload (docs/ABI.md `MESSAGE_BYTES_MAX`): a `send` longer than the host's limit
+ * traps, and a client request longer is refused before it reaches the guest. 1 MiB less 1 KiB, so that a
+ * request with its session id and its RECV entry fits one log frame (1 MiB) and the input ring.
+ */
+export const MESSAGE_BYTES_MAX = (1 << 20) - 1024;
 
 export type DeterministicImports = Record<string, Record<string, WebAssembly.ImportValue>>;
 

@@ -9,7 +9,7 @@ import { readInstrumentMeta } from '../instrument/index.ts';
 import type { InstrumentMeta } from '../instrument/index.ts';
 import { EntryKind, entryKindName, digest32 } from '../log/index.ts';
 import type { LogEntry } from '../log/index.ts';
-import { refusedImports, IO_BYTES_MAX } from './abi.ts';
+import { refusedImports, IO_BYTES_MAX, MESSAGE_BYTES_MAX, RANDOM_FILL_BYTES_MAX } from './abi.ts';
 import type { DeterministicImports } from './abi.ts';
 import { AdmissionError, DivergenceError, GuestTrapError, VmStateError } from './errors.ts';
 import { stateHash } from './state.ts';
@@ -74,6 +74,12 @@ export interface GuestCoreOptions {
    * fall does not change what the guest computes.
    */
   checkIn?: () => bigint | undefined;
+  /**
+   * Longest `send` payload; a longer one traps. Default MESSAGE_BYTES_MAX; a replicated node passes its client
+   * service's payload limit. It must be the same wherever the log is replayed (a replay that traps where the
+   * recording did not diverges).
+   */
+  messageBytesMax?: number;
 }
 
 export interface RunResult {
@@ -120,6 +126,8 @@ export class GuestCore {
   private readonly checkpointEvery: bigint;
   private sinkResolved: EntrySink | undefined;
 
+  private readonly messageMax: number;
+
   constructor(private readonly options: GuestCoreOptions) {
     const meta = readInstrumentMeta(options.module);
     if (!meta) throw new VmStateError('module is not instrumented: run it through instrument() first');
@@ -130,6 +138,10 @@ export class GuestCore {
     const refused = refusedImports(options.module, options.deterministicImports, meta.imports ?? []);
     if (refused.length > 0) throw new AdmissionError(refused);
     this.mode = options.mode;
+    this.messageMax = options.messageBytesMax ?? MESSAGE_BYTES_MAX;
+    if (!Number.isInteger(this.messageMax) || this.messageMax < 0 || this.messageMax > IO_BYTES_MAX) {
+      throw new VmStateError(`messageBytesMax must be an integer in 0..${IO_BYTES_MAX}, got ${this.messageMax}`);
+    }
     this.slice = options.sliceInstructions ?? SLICE_DEFAULT;
     this.checkpointEvery = options.checkpointInstructions ?? 0n;
     if (this.slice <= 0n) throw new VmStateError(`sliceInstructions must be positive, got ${this.slice}`);
@@ -369,8 +381,8 @@ export class GuestCore {
     throw new DivergenceError(e.seq, `${entryKindName(e.kind)} at icount ${e.icount}`, actual, guestFunction());
   }
 
-  private bytesAt(ptr: number, len: number, what: string): Uint8Array {
-    if (len < 0 || len > IO_BYTES_MAX) throw new GuestTrapError(`${what} of ${len} bytes (limit ${IO_BYTES_MAX})`, this.icount());
+  private bytesAt(ptr: number, len: number, what: string, max = IO_BYTES_MAX): Uint8Array {
+    if (len < 0 || len > max) throw new GuestTrapError(`${what} of ${len} bytes (limit ${max})`, this.icount());
     const memory = this.memoryView();
     if (ptr < 0 || ptr + len > memory.length) throw new GuestTrapError(`${what} outside memory (ptr ${ptr}, len ${len})`, this.icount());
     return memory.subarray(ptr, ptr + len);
@@ -431,7 +443,7 @@ export class GuestCore {
   }
 
   private randomFill(ptr: number, len: number): void {
-    const target = this.bytesAt(ptr, len, 'random_fill');
+    const target = this.bytesAt(ptr, len, 'random_fill', RANDOM_FILL_BYTES_MAX);
     if (this.mode === 'replay') {
       const e = this.replayed(EntryKind.RANDOM);
       if (e) {
@@ -469,7 +481,7 @@ export class GuestCore {
 
   private send(session: number, ptr: number, len: number): void {
     this.notInHandler('send');
-    const bytes = this.bytesAt(ptr, len, 'send').slice();
+    const bytes = this.bytesAt(ptr, len, 'send', this.messageMax).slice();
     const digest = digest32(bytes);
     if (this.mode === 'replay') {
       const e = this.replayed(EntryKind.SEND);

@@ -7,6 +7,6 @@ export type { GuestRunnerOptions, RunnerResult } from './runner.ts';
 export { RealWorld, hostCpuId } from './world.ts';
 export { SharedRing, createRingBuffer, RING_CLOSED, RING_TIMEOUT } from './channel.ts';
 export { stateHash, hex } from './state.ts';
-export { refusedImports, FT_IMPORTS, AS_IMPORTS, IO_BYTES_MAX } from './abi.ts';
+export { refusedImports, FT_IMPORTS, AS_IMPORTS, IO_BYTES_MAX, MESSAGE_BYTES_MAX, RANDOM_FILL_BYTES_MAX } from './abi.ts';
 export type { DeterministicImports } from './abi.ts';
 export { DivergenceError, AdmissionError, GuestTrapError, VmStateError } from './errors.ts';

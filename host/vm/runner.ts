@@ -29,6 +29,8 @@ export interface GuestRunnerOptions {
   logRingBytes?: number;
   /** Outputs and frames the worker may post before waiting for this thread to handle them. Default 1024. */
   inFlightMax?: number;
+  /** Longest `send` payload (GuestCoreOptions.messageBytesMax); default MESSAGE_BYTES_MAX. */
+  messageBytesMax?: number;
 }
 
 export interface RunnerResult {
@@ -104,6 +106,7 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
       atLogEnd: options.atLogEnd ?? 'stop',
       ...(options.cpuId !== undefined ? { cpuId: options.cpuId } : {}),
       entry: options.entry ?? '_start',
+      ...(options.messageBytesMax !== undefined ? { messageBytesMax: options.messageBytesMax } : {}),
     };
     this.worker = new Worker(workerPath(), { workerData: init });
     this.done = new Promise<RunnerResult>((resolve, reject) => {

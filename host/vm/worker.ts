@@ -26,6 +26,7 @@ export interface WorkerInit {
   atLogEnd: 'stop' | 'go-live';
   cpuId?: number;
   entry: string;
+  messageBytesMax?: number;
   /** Int32Array[1] shared with the runner: messages posted and not yet handled by the main thread. */
   inFlight: SharedArrayBuffer;
   /** The worker waits (the guest with it) while this many messages are in flight: bounded memory. */
@@ -226,6 +227,7 @@ function main(): void {
       sliceInstructions: BigInt(init.sliceInstructions),
       checkpointInstructions: BigInt(init.checkpointInstructions),
       atLogEnd: init.atLogEnd,
+      ...(init.messageBytesMax !== undefined ? { messageBytesMax: init.messageBytesMax } : {}),
     });
     const result = core.run(init.entry);
     flushSends();

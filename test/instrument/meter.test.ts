@@ -149,6 +149,43 @@ describe('module contract', () => {
     expect(instance.exports.ftwasm_global_0).toBe(g);
   });
 
+  it('a custom section named ftwasm that ftwasm did not write is refused with FTW_BAD_MODULE, never half-trusted', async () => {
+    const plain = await wat(`(module (memory 1) (func (export "_start")))`);
+    const withSection = (payload: string): WebAssembly.Module => {
+      const name = new TextEncoder().encode('ftwasm');
+      const body = new Uint8Array([name.length, ...name, ...new TextEncoder().encode(payload)]);
+      const size: number[] = [];
+      for (let n = body.length; ; ) {
+        const b = n & 0x7f;
+        n >>>= 7;
+        size.push(n === 0 ? b : b | 0x80);
+        if (n === 0) break;
+      }
+      return new WebAssembly.Module(new Uint8Array([...plain, 0x00, ...size, ...body]));
+    };
+    const good = JSON.stringify(readInstrumentMeta(new WebAssembly.Module(instrument(plain))));
+    expect(readInstrumentMeta(withSection(good))?.format).toBe(1);
+    const cases: Array<[string, RegExp]> = [
+      ['not json', /not UTF-8 JSON/],
+      ['[1,2]', /not a JSON object/],
+      [good.replace('"format":1', '"format":2'), /format 2, expected 1/],
+      [good.replace(/"fuelInitial":"\d+"/, '"fuelInitial":"lots"'), /fuelInitial is not a fuel amount/],
+      [good.replace(/"imports":\[[^\]]*\]/, '"imports":[{"module":1}]'), /imports is malformed/],
+    ];
+    for (const [payload, why] of cases) {
+      let error: unknown;
+      try {
+        readInstrumentMeta(withSection(payload));
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(InstrumentError);
+      expect((error as InstrumentError).code).toBe('FTW_BAD_MODULE');
+      expect((error as Error).message).toMatch(/custom section "ftwasm" is not ftwasm's metadata/);
+      expect((error as Error).message).toMatch(why);
+    }
+  });
+
   it('keeps function names: a trap names the original function', async () => {
     const bytes = instrument(await wat(`(module (func $helper (param i32) (result i32) (i32.div_u (i32.const 1) (local.get 0)))
       (func $outer (export "run") (result i32) (call $helper (i32.const 0))))`));

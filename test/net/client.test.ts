@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FtClient, NetError, type FtClientOptions } from '../../host/net/index.ts';
+import { encodeMessage, FtClient, NetError, type FtClientOptions } from '../../host/net/index.ts';
 import { FakeCluster, propertySeed, str, text, waitFor } from './support.ts';
 
 const cleanup: Array<() => Promise<void>> = [];
@@ -50,6 +50,26 @@ describe('FtClient', () => {
     expect(replies.map(str)).toEqual(Array.from({ length: 50 }, (_, i) => `echo:GET k${i}`));
     expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     await waitFor(() => fake.node('a').server.stats().buffered_outputs === 0, 2_000, 'acks to free the server buffer');
+  });
+
+  it('a server whose welcome claims requests it was never sent is dropped as broken, without taking the process down', async () => {
+    // A raw server that answers every hello with a welcome saying 5 requests were already accepted.
+    const server = net.createServer((socket) => {
+      socket.once('data', () => {
+        socket.write(
+          encodeMessage({
+            type: 'welcome', version: 1, epoch: 1, session: 7, session_epoch: 1, role: 'primary', resumed: false, accepted: 5, received: 5, outputs: 0,
+            limits: { frame_bytes_max: 1 << 20, payload_bytes_max: 1000, requests_inflight_max: 64, outputs_buffered_max: 256, idle_timeout_ms: 60_000 },
+          }),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const c = client({ servers: [`127.0.0.1:${(server.address() as net.AddressInfo).port}`], retries_max: 2 });
+    const error = await rejection(c.request(text('x')));
+    expect(error.code).toBe('FTW_NET_UNAVAILABLE');
+    expect(error.message).toMatch(/broke the protocol: bad_message: welcome says request 5 was accepted, but only 0 were numbered/);
   });
 
   it('tries each address and follows not_primary to the hinted primary', async () => {

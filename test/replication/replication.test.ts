@@ -17,7 +17,7 @@ import {
   type Backup,
   type Primary,
 } from '../../host/replication/index.ts';
-import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
+import { FrameSource, GuestCore, hex, MESSAGE_BYTES_MAX } from '../../host/vm/index.ts';
 import { RawConnection } from '../net/support.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -274,6 +274,25 @@ describe('primary and backup', () => {
     expect(c.stats().epoch).toBe(2);
     expect(failover_ms).toBeGreaterThan(0); // reported, not asserted on: wall clock
     console.log(`in-process failover: backup live ${Math.round(failover_ms)} ms after the primary closed`);
+  });
+});
+
+describe('message size', () => {
+  it('a request of the largest payload is logged, acked and answered; a client limit above MESSAGE_BYTES_MAX is refused at start', async () => {
+    const a = await arbiter();
+    const p = await primary({ arbiter: a });
+    const b = await backupOf(p, a);
+    const c = client(p.clientAddress());
+    const head = 'SET big ';
+    const largest = text(head + 'v'.repeat(MESSAGE_BYTES_MAX - head.length));
+    expect(largest.length).toBe(MESSAGE_BYTES_MAX);
+    expect(str(await c.call(largest))).toBe('ERR request too large\n'); // the kv guest's own limit, told by recv
+    await until(() => b.state().acked_seq === p.state().last_seq, 'the backup to ack it');
+    expect(str(await c.call(text('INCR n')))).toBe('VALUE 1\n'); // and serves on
+    await expect(c.call(text(head + 'v'.repeat(MESSAGE_BYTES_MAX - head.length + 1)))).rejects.toThrow(/FTW_NET_PAYLOAD: request payload 1047553 bytes > payload_bytes_max = 1047552/);
+    await expect(startPrimary({ module, arbiter: await arbiter(), secret: SECRET, clients: { limits: { payload_bytes_max: 1 << 20 } } })).rejects.toThrow(
+      /FTW_REPL_OPTION: clients.limits.payload_bytes_max = 1048576 is outside 0..1047552/,
+    );
   });
 });
 

@@ -9,6 +9,7 @@ import { wat } from '../support/wat.ts';
 import { propertySeed } from '../support/fuel.ts';
 import { MemorySink, ScriptedWorld, message } from '../support/memlog.ts';
 import { ArraySource } from '../../host/vm/sources.ts';
+import { MESSAGE_BYTES_MAX, RANDOM_FILL_BYTES_MAX } from '../../host/vm/abi.ts';
 
 // An echo guest that touches every import: for each message it sends back the payload, the clock,
 // 8 random bytes and the cpu id; exits when input closes.
@@ -294,5 +295,47 @@ describe('divergence messages', () => {
     expect(error).toBeInstanceOf(DivergenceError);
     expect(error.message).toMatch(new RegExp(`seq ${i + 1}: expected CLOCK_MONO at icount ${entries[i]!.icount}, got CLOCK_MONO at icount ${rec.entries[i]!.icount}`));
     expect(error.message).toMatch(/in guest function \S+/);
+  });
+});
+
+describe('limits of one call (docs/ABI.md)', () => {
+  // _start: send(1, 0, $len) then random_fill(0, $rnd), each length read from memory the test sets first.
+  const LIMITS = `(module
+    (import "ft" "send" (func $send (param i32 i32 i32)))
+    (import "ft" "random_fill" (func $fill (param i32 i32)))
+    (memory (export "memory") 32)
+    (global $len (export "len") (mut i32) (i32.const 0))
+    (global $rnd (export "rnd") (mut i32) (i32.const 0))
+    (func (export "_start")
+      (call $send (i32.const 1) (i32.const 0) (global.get $len))
+      (call $fill (i32.const 0) (global.get $rnd))))`;
+
+  async function run(len: number, rnd: number, messageBytesMax?: number) {
+    const module = new WebAssembly.Module(instrument(await wat(LIMITS)));
+    const out = outputs();
+    const guest = new GuestCore({ module, mode: 'record', world: new ScriptedWorld(1), sink: new MemorySink(), outputs: out.sink, ...(messageBytesMax !== undefined ? { messageBytesMax } : {}) });
+    (guest.exports.len as WebAssembly.Global).value = len;
+    (guest.exports.rnd as WebAssembly.Global).value = rnd;
+    return { result: guest.run(), sent: out.sent.length };
+  }
+
+  it('a send up to MESSAGE_BYTES_MAX and a random_fill up to RANDOM_FILL_BYTES_MAX go through; one byte more traps, naming the call and the limit', async () => {
+    expect(MESSAGE_BYTES_MAX).toBe(1_047_552);
+    const ok = await run(MESSAGE_BYTES_MAX, RANDOM_FILL_BYTES_MAX);
+    expect(ok.result.exit).toBe('returned');
+    expect(ok.sent).toBe(1);
+    const send = await run(MESSAGE_BYTES_MAX + 1, 0);
+    expect(send.result.exit).toBe('trap');
+    expect(send.result.trap?.message).toMatch(new RegExp(`send of ${MESSAGE_BYTES_MAX + 1} bytes \\(limit ${MESSAGE_BYTES_MAX}\\)`));
+    expect(send.sent).toBe(0);
+    const fill = await run(0, RANDOM_FILL_BYTES_MAX + 1);
+    expect(fill.result.trap?.message).toMatch(/random_fill of 65537 bytes \(limit 65536\)/);
+  });
+
+  it('a host with a lower message limit (its client service takes smaller payloads) traps a send above it', async () => {
+    const low = await run(1001, 0, 1000);
+    expect(low.result.trap?.message).toMatch(/send of 1001 bytes \(limit 1000\)/);
+    expect((await run(1000, 0, 1000)).result.exit).toBe('returned');
+    await expect(run(0, 0, 32 << 20)).rejects.toThrow(/messageBytesMax must be an integer in 0\.\.16777216/);
   });
 });
