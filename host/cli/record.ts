@@ -1,6 +1,5 @@
 // `ftwasm record <guest.wasm> --log <file>`: lines of standard input are messages of session 1, outputs go
 // to standard output, the log to <file>.
-import { createInterface } from 'node:readline';
 import { rmSync, existsSync } from 'node:fs';
 import { GuestRunner, MESSAGE_BYTES_MAX } from '../vm/index.ts';
 import { FTWASM_VERSION, loadGuest, printFinal, sessionMessage } from './guest.ts';
@@ -41,21 +40,65 @@ export async function recordCommand(path: string, opts: RecordOptions): Promise<
   if (result.exit === 'trap') process.exitCode = 4;
 }
 
+/**
+ * Lines of `input` as byte strings, without their line ending (LF or CRLF). A line longer than `max` bytes is
+ * never held whole: it comes out as its length alone, so memory stays bounded by `max` whatever the input.
+ */
+export async function* boundedLines(input: AsyncIterable<Uint8Array>, max: number): AsyncGenerator<Uint8Array | number> {
+  let parts: Uint8Array[] = [];
+  let held = 0; // bytes of the current line kept in parts
+  let length = 0; // bytes of the current line seen
+  let last = -1; // its last byte (a CR before the LF is not part of the line)
+  const take = (): Uint8Array | number => {
+    let line: Uint8Array | number = last === 0x0d ? length - 1 : length;
+    if (length <= max + 1) {
+      let bytes: Uint8Array = Buffer.concat(parts, held);
+      if (bytes.length > 0 && bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, bytes.length - 1);
+      line = bytes.length > max ? bytes.length : bytes;
+    }
+    parts = [];
+    held = 0;
+    length = 0;
+    last = -1;
+    return line;
+  };
+  const keep = (bytes: Uint8Array): void => {
+    length += bytes.length;
+    if (bytes.length > 0) last = bytes[bytes.length - 1]!;
+    if (length > max + 1) {
+      parts = []; // too long already (max + 1 leaves room for a CR): only its length counts from here
+      held = 0;
+      return;
+    }
+    parts.push(bytes);
+    held += bytes.length;
+  };
+  for await (const chunk of input) {
+    let from = 0;
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, from)) {
+      keep(chunk.subarray(from, nl));
+      yield take();
+      from = nl + 1;
+    }
+    if (from < chunk.length) keep(chunk.subarray(from));
+  }
+  if (length > 0) yield take();
+}
+
 /** Pushes each stdin line into the guest's input ring, waiting while the ring is full (bounded memory). */
 function feedStdin(runner: GuestRunner): { stop(): Promise<void> } {
-  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
   let stopped = false;
   const done = (async () => {
     let n = 0;
-    for await (const line of lines) {
+    for await (const line of boundedLines(process.stdin, MESSAGE_BYTES_MAX)) {
       n++;
-      const payload = new TextEncoder().encode(line);
       // As a server refuses a request over the limit, a line over it never reaches the guest (nor the log).
-      if (payload.length > MESSAGE_BYTES_MAX) {
-        process.stderr.write(`ftwasm: stdin line ${n}: ${payload.length} bytes > MESSAGE_BYTES_MAX (${MESSAGE_BYTES_MAX}); skipped\n`);
+      if (typeof line === 'number' || line.length > MESSAGE_BYTES_MAX) {
+        const bytes = typeof line === 'number' ? line : line.length;
+        process.stderr.write(`ftwasm: stdin line ${n}: ${bytes} bytes > MESSAGE_BYTES_MAX (${MESSAGE_BYTES_MAX}); skipped\n`);
         continue;
       }
-      const message = sessionMessage(1, payload);
+      const message = sessionMessage(1, line);
       while (!runner.send(message)) {
         if (stopped) return;
         await new Promise((r) => setTimeout(r, INPUT_RETRY_MS));
@@ -67,7 +110,6 @@ function feedStdin(runner: GuestRunner): { stop(): Promise<void> } {
   return {
     async stop() {
       stopped = true;
-      lines.close();
       process.stdin.destroy();
       await done.catch(() => undefined);
     },

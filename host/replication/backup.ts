@@ -75,6 +75,8 @@ export class Backup extends ReplicaNode {
   private resolveLive!: (epoch: number) => void;
   private readonly interval_ms: number;
   private readonly timeout_ms: number;
+  /** Largest request and output payload (the client service's limit; the guest's send limit, as the primary's). */
+  private readonly payload_max: number;
 
   constructor(private readonly options: BackupOptions) {
     super('backup', options.onEvent);
@@ -83,7 +85,7 @@ export class Backup extends ReplicaNode {
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
-    clientPayloadMax(options.clients); // a bad limit is refused before anything starts
+    this.payload_max = clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
   }
@@ -115,7 +117,7 @@ export class Backup extends ReplicaNode {
     this.server.onRequest = (session, seq, payload) => this.feeder.onRequest(session, seq, payload);
     await this.server.listen();
 
-    const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: clientPayloadMax(this.options.clients) });
+    const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: this.payload_max });
     this.runner = runner;
     this.live_seq = new Promise<number>((resolve) => runner.once('live', resolve));
     runner.on('send', (session, bytes, seq) => {

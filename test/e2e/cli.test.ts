@@ -87,6 +87,17 @@ describe('a damaged log', () => {
     expect(r.stderr).toMatch(/log ended at seq \d+/);
   });
 
+  it('record skips a stdin line over MESSAGE_BYTES_MAX, naming it, and the log replays to the same state', () => {
+    const log = join(dir, 'long-line.log');
+    const r = ftwasm(['record', join(guests, 'kv.wasm'), '--log', log], `SET k v\nSET big ${'x'.repeat(1 << 20)}\nGET k\n`);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/stdin line 2: 1048584 bytes > MESSAGE_BYTES_MAX \(1047552\); skipped/);
+    expect(r.stdout).toBe('OK\nVALUE v\n');
+    const rep = ftwasm(['replay', join(guests, 'kv.wasm'), '--log', log]);
+    expect(rep.code).toBe(0);
+    expect(finalLines(rep.stderr)).toEqual(finalLines(r.stderr));
+  });
+
   it('a log of another module is refused with exit 3', () => {
     const log = join(dir, 'other.log');
     expect(ftwasm(['record', join(guests, 'kv.wasm'), '--log', log], 'GET x\n').code).toBe(0);
