@@ -64,6 +64,11 @@ export class Backup extends ReplicaNode {
   /** FRAMES came in this socket read and are not acked yet: one ACK goes out when the read is done. */
   private ack_pending = false;
   private primary_hint: string | undefined; // the primary's client address, from its PRIMARY message
+  /**
+   * The primary said SYNCED: this backup holds every entry whose output it released. Until then (a backup that
+   * joined a primary that was alone is still catching up) losing the primary means halting, not taking over.
+   */
+  private synced = false;
   private queue_bytes = 0;
   private paused = false;
   private end_log = false;
@@ -173,6 +178,7 @@ export class Backup extends ReplicaNode {
       solo: this.role === 'primary',
       peer_connected: this.peer?.isOpen ?? false,
       guest_exited: this.guest_exited,
+      synced: this.synced,
     };
   }
 
@@ -278,6 +284,11 @@ export class Backup extends ReplicaNode {
         this.primary_hint = text;
         return;
       }
+      case MessageType.SYNCED:
+        readU64(m.payload, 'SYNCED');
+        if (!this.synced) this.note(`synced with the primary at seq ${this.received_seq}: this backup may take over from here`);
+        this.synced = true;
+        return;
       case MessageType.REFUSED:
         return this.halt(`the primary refused this backup: ${Buffer.from(m.payload).toString('utf8')}`);
       default:
@@ -367,6 +378,10 @@ export class Backup extends ReplicaNode {
 
   private async failover(why: string): Promise<void> {
     if (this.role !== 'backup') return;
+    // Clients may hold outputs of entries this backup never received: taking over would contradict them.
+    if (!this.synced) {
+      return this.halt(`primary lost (${why}) before it said SYNCED (this backup joined it and was catching up, at seq ${this.received_seq}): nothing safe to take over`);
+    }
     this.role = 'claiming';
     const t0 = performance.now();
     this.note(`primary lost (${why}); it had released up to seq ${this.released_seq}; replaying to seq ${this.received_seq} and claiming epoch ${this.primary_epoch + 1}`);

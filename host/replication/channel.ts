@@ -24,6 +24,7 @@ export const MessageType = {
   RELEASED: 8, // primary -> backup: seq u64, the highest log seq whose output the primary released
   HEARTBEAT: 9, // primary -> backup: stamp u64 (the primary's clock, µs); backup -> primary: echo u64
   PRIMARY: 10, // primary -> backup: UTF-8 "host:port" of its client service (the backup's not_primary hint)
+  SYNCED: 11, // primary -> backup: seq u64; this backup holds every entry whose output the primary released: it may take over
 } as const;
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 
@@ -210,6 +211,17 @@ export class LogPeer extends EventEmitter<LogPeerEvents> {
   /** Closes the connection; 'close' is emitted with the reason. */
   close(reason = 'closed by this side'): void {
     this.fail(new ReplicationError('FTW_REPL_STATE', reason));
+  }
+
+  /** Bytes written and not yet handed to the kernel: a sender streaming a lot waits for 'drain' past a bound. */
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Calls `then` once the socket's write buffer has drained (at once if it is empty). */
+  whenDrained(then: () => void): void {
+    if (this.socket.writableLength === 0) return then();
+    this.socket.once('drain', then);
   }
 
   /** Stops (or restarts) reading from the socket: backpressure. */

@@ -60,6 +60,12 @@ export interface PrimaryOptions extends ReplicaOptions {
   /** Log bytes kept for a backup that has not acked them; beyond it the backup counts as lost. */
   retained_bytes_max?: number;
   /**
+   * The whole log kept in memory (frames from seq 1), so that a backup started after this primary went on
+   * alone can catch up from the beginning. Past it the history is dropped and such a backup is refused (it
+   * would need state transfer). Default 256 MiB.
+   */
+  history_bytes_max?: number;
+  /**
    * How far (in ms of the primary's recording) the backup's replay may trail before the primary is throttled:
    * its guest pauses at every check-in (slices shrink) and client input is held, until the lag is below half
    * of it. It bounds failover time: a backup replays all it holds before going live. Default 100.
@@ -88,6 +94,10 @@ export interface ReplicaState {
   replay_lag_ms?: number;
   /** Primary: the pause at each check-in while throttled, in us (0: not throttled). */
   throttle_pause_us?: number;
+  /** Backup: the primary said SYNCED, so this backup may take over (a backup that joined a lone primary waits for it). */
+  synced?: boolean;
+  /** Primary: a backup that joined after it went on alone is being caught up (frames from the history) or synced. */
+  rejoin?: 'catching_up' | 'syncing';
 }
 
 export interface ReplicaEvents {
@@ -122,6 +132,11 @@ export const REPLICATION_CONNECTIONS_MAX = 8;
 const THROTTLE_SLICE = 100_000n;
 const SEALED_SAMPLES_MAX = 8192;
 export const RETAINED_BYTES_MAX_DEFAULT = 256 << 20;
+export const HISTORY_BYTES_MAX_DEFAULT = 256 << 20;
+/** A rejoining backup is synced once its ack and its replay are this close to the head of the log. */
+const SYNC_SLACK_ENTRIES = 4096;
+/** Catching up: history frames are written while the socket holds less than this unsent. */
+const CATCHUP_BUFFER_BYTES = 4 << 20;
 export const HELD_OUTPUTS_MAX_DEFAULT = 65_536;
 export const INPUT_QUEUE_MAX_DEFAULT = 4_096;
 /** Frames batched into one FRAMES message at most (a single larger frame goes alone, as it is). */
@@ -196,6 +211,12 @@ export class Primary extends ReplicaNode {
   /** The newest heartbeat stamp the backup echoed: it had heard this primary at or after that moment. */
   private lease_stamp_us = 0;
   private retained: RetainedFrame[] = [];
+  /** Every frame from seq 1 (bounded by history_bytes_max; dropped for good past it): what a rejoining backup replays. */
+  private history: RetainedFrame[] = [];
+  private history_bytes = 0;
+  private history_complete = true;
+  /** A backup that joined this primary while it was alone: the next history frame to send it, or (syncing) the seq its ack must reach. */
+  private rejoin: { phase: 'catching_up'; next: number } | { phase: 'syncing'; released: number } | undefined;
   /** Frames sealed this event-loop turn and not yet sent: they go out together, as one FRAMES message. */
   private unsent: RetainedFrame[] = [];
   private flush_scheduled: NodeJS.Immediate | undefined;
@@ -333,6 +354,7 @@ export class Primary extends ReplicaNode {
       guest_exited: this.guest_exited,
       replay_lag_ms: Math.round(this.replayLagMs()),
       throttle_pause_us: this.throttle_us,
+      ...(this.rejoin ? { rejoin: this.rejoin.phase } : {}),
     };
   }
 
@@ -430,8 +452,8 @@ export class Primary extends ReplicaNode {
 
   /** A backup asks for the log from next_seq: served from the retained frames, if they reach back that far. */
   private onHello(peer: LogPeer, next_seq: number): void {
-    if (this.solo) return peer.refuse(`this primary went on alone in epoch ${this.epoch}; a new backup needs state transfer (not implemented)`);
     if (this.peer?.isOpen && this.peer !== peer) return peer.refuse(`a backup is already connected (${this.peer.peer})`);
+    if (this.solo) return this.onRejoin(peer, next_seq);
     // The backup must have everything this primary dropped, and ask from a frame boundary it still holds.
     const boundary = next_seq === this.gate.last_seq + 1 || this.retained.some((f) => f.firstSeq === next_seq);
     if (next_seq <= this.dropped_seq || !boundary) {
@@ -448,6 +470,8 @@ export class Primary extends ReplicaNode {
     const advertised = this.advertisedAddress();
     if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
     this.note(`backup ${peer.peer} connected, log from seq ${next_seq}`);
+    // Nothing was released that this backup will not hold: from the first frame on, outputs waited for acks.
+    peer.send(MessageType.SYNCED, u64Payload(next_seq - 1));
     // The backup holds the log up to next_seq - 1 (all of it from this primary: next_seq is checked above).
     this.sent_seq = next_seq - 1;
     if (next_seq - 1 > this.acked_seq) {
@@ -468,7 +492,11 @@ export class Primary extends ReplicaNode {
     if (facts) this.gate.onFrameFacts(firstSeq, lastSeq, facts);
     else this.gate.onFrames(bytes);
     this.options.onLogFrames?.(bytes, firstSeq, lastSeq);
-    if (this.solo) return void this.releaseAcked();
+    this.keepHistory({ bytes, firstSeq, lastSeq });
+    if (this.solo) {
+      this.releaseAcked();
+      return this.pumpCatchup();
+    }
     const frame = { bytes, firstSeq, lastSeq };
     this.retained.push(frame);
     this.retained_bytes += bytes.length;
@@ -553,6 +581,106 @@ export class Primary extends ReplicaNode {
     const target = Math.min(watermark, this.gate.last_seq);
     if (target > this.gate.released_seq && !this.solo) this.peer!.send(MessageType.RELEASED, u64Payload(target));
     this.gate.release(watermark);
+    this.checkRejoin();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // A backup joining a primary that went on alone (catch-up from the history)
+
+  private keepHistory(frame: RetainedFrame): void {
+    if (!this.history_complete) return;
+    this.history.push(frame);
+    this.history_bytes += frame.bytes.length;
+    const max = this.options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT;
+    if (this.history_bytes <= max) return;
+    this.history_complete = false;
+    this.history = [];
+    this.history_bytes = 0;
+    this.note(`the log passed history_bytes_max = ${max} bytes: a backup joining after this primary went on alone can no longer be caught up (that needs state transfer)`);
+    if (this.rejoin?.phase === 'catching_up') this.peer?.refuse(`the log passed history_bytes_max = ${max} bytes while catching up`);
+  }
+
+  /**
+   * A backup asks for the log while this primary is alone (it lost its backup, or none came in time). It gets
+   * the whole history from next_seq while this primary goes on releasing at once; it may not take over until
+   * SYNCED (see checkRejoin), because until then clients hold outputs it has not seen.
+   */
+  private onRejoin(peer: LogPeer, next_seq: number): void {
+    if (!this.history_complete) {
+      return peer.refuse(`this primary went on alone in epoch ${this.epoch} and its log passed history_bytes_max: a new backup needs state transfer (not implemented)`);
+    }
+    const next = next_seq === this.gate.last_seq + 1 ? this.history.length : this.history.findIndex((f) => f.firstSeq === next_seq);
+    if (next < 0) return peer.refuse(`cannot serve the log from seq ${next_seq}: not a frame boundary of the history 1..${this.gate.last_seq}`);
+    this.peer = peer;
+    this.last_heard_ms = performance.now();
+    this.lease_stamp_us = 0;
+    this.progress_known = false;
+    this.backup_replayed_seq = next_seq - 1;
+    this.acked_seq = next_seq - 1;
+    this.sent_seq = next_seq - 1;
+    this.rejoin = { phase: 'catching_up', next };
+    peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
+    const advertised = this.advertisedAddress();
+    if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
+    peer.on('close', () => {
+      if (this.peer !== peer || this.rejoin === undefined) return;
+      if (this.rejoin.phase === 'syncing') return; // judged as any backup: lost, this primary claims the next epoch
+      this.rejoin = undefined;
+      this.note(`the backup catching up (${peer.peer}) went away at seq ${this.acked_seq}: still alone in epoch ${this.epoch}`);
+    });
+    this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: catching it up from seq ${next_seq} to ${this.gate.last_seq}`);
+    this.pumpCatchup();
+  }
+
+  /** Sends history frames to a catching-up backup while its socket has room; goes on when it drains. */
+  private pumpCatchup(): void {
+    const rejoin = this.rejoin;
+    const peer = this.peer;
+    if (rejoin?.phase !== 'catching_up' || !peer?.isOpen) return;
+    const cap = Math.min(FRAMES_BATCH_BYTES_MAX, this.options.message_bytes_max ?? FRAMES_BATCH_BYTES_MAX);
+    while (rejoin.next < this.history.length && peer.bufferedBytes < CATCHUP_BUFFER_BYTES) {
+      const batch: Uint8Array[] = [];
+      let bytes = 0;
+      while (rejoin.next < this.history.length && (batch.length === 0 || bytes + this.history[rejoin.next]!.bytes.length <= cap)) {
+        const f = this.history[rejoin.next++]!;
+        batch.push(f.bytes);
+        bytes += f.bytes.length;
+        this.sent_seq = f.lastSeq;
+      }
+      peer.sendParts(MessageType.FRAMES, batch);
+    }
+    if (rejoin.next < this.history.length) peer.whenDrained(() => this.pumpCatchup());
+  }
+
+  /**
+   * Catching up -> syncing: once the backup has acked and replayed to near the head, this primary stops
+   * releasing at once (outputs wait for acks again). Syncing -> protected: once the ack covers everything
+   * released while alone, SYNCED tells the backup it may take over; from then on it is the backup.
+   */
+  private checkRejoin(): void {
+    const rejoin = this.rejoin;
+    const peer = this.peer;
+    if (!rejoin || !peer?.isOpen || this.role !== 'primary') return;
+    const head = this.gate.last_seq;
+    if (rejoin.phase === 'catching_up') {
+      if (rejoin.next < this.history.length || !this.progress_known) return;
+      if (head - this.acked_seq > SYNC_SLACK_ENTRIES || head - this.backup_replayed_seq > SYNC_SLACK_ENTRIES) return;
+      this.rejoin = { phase: 'syncing', released: this.gate.released_seq };
+      this.solo = false;
+      this.peer_ever = true;
+      this.last_heard_ms = performance.now();
+      // From here frames go out as to any backup, and those not acked yet are kept for a reconnection.
+      this.retained = this.history.filter((f) => f.lastSeq > this.acked_seq);
+      this.retained_bytes = this.retained.reduce((n, f) => n + f.bytes.length, 0);
+      this.dropped_seq = this.acked_seq;
+      this.unsent = [];
+      this.note(`the joining backup is at seq ${this.acked_seq} of ${head}: outputs wait for its acks again until it holds seq ${this.gate.released_seq}`);
+      return;
+    }
+    if (this.acked_seq < rejoin.released) return;
+    this.rejoin = undefined;
+    peer.send(MessageType.SYNCED, u64Payload(this.acked_seq));
+    this.note(`backup ${peer.peer} caught up at seq ${this.acked_seq}: protected again in epoch ${this.epoch}`);
   }
 
   /** How long ago the first entry the backup has not replayed was sealed here; 0 when it replayed all sent. */
@@ -620,6 +748,7 @@ export class Primary extends ReplicaNode {
     this.epoch = this.epoch + 1;
     this.solo = true;
     this.role = 'primary';
+    this.rejoin = undefined;
     this.retained = [];
     this.retained_bytes = 0;
     this.note(`won epoch ${this.epoch}: going on without a backup`);

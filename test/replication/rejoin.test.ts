@@ -1,0 +1,144 @@
+// A backup that joins a primary which went on alone: it catches up from seq 1 while the primary keeps
+// serving, the pair is protected again, and a later failover to it loses nothing. A backup that loses its
+// primary before it was told SYNCED halts instead of taking over.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openArbiter, type Arbiter } from '../../host/arbiter/index.ts';
+import { instrument } from '../../host/instrument/index.ts';
+import { FtClient } from '../../host/net/index.ts';
+import { LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
+import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
+
+const root = new URL('../..', import.meta.url).pathname;
+const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
+const WAIT_MS_MAX = 15_000;
+let module: WebAssembly.Module;
+let scratch = '';
+let stores = 0;
+const cleanups: Array<() => unknown> = [];
+
+beforeAll(() => {
+  module = new WebAssembly.Module(instrument(readFileSync(join(root, 'build/guest/kv.wasm'))));
+  scratch = mkdtempSync(join(tmpdir(), 'ftwasm-rejoin-'));
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
+});
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+async function arbiter(): Promise<Arbiter> {
+  const a = await openArbiter(`file:${scratch}`, { deployment: `r${++stores}` });
+  cleanups.push(() => a.close());
+  return a;
+}
+
+async function backupOf(p: Primary, a: Arbiter, options: Partial<Parameters<typeof startBackup>[0]> = {}): Promise<Backup> {
+  const b = await startBackup({ module, arbiter: a, secret: SECRET, primary: p.replicationAddress(), ...options });
+  cleanups.push(() => b.close());
+  return b;
+}
+
+function client(...servers: Array<{ host: string; port: number }>): FtClient {
+  const c = new FtClient({ servers: servers.map((s) => `${s.host}:${s.port}`), backoff_ms_max: 100 });
+  cleanups.push(() => c.close());
+  return c;
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > WAIT_MS_MAX) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const str = (b: Uint8Array) => new TextDecoder().decode(b);
+const incr = async (c: FtClient, key: string) => str(await c.call(text(`INCR ${key}`)));
+
+describe('a backup joining a primary that went on alone', () => {
+  it('catches up from seq 1 while the primary serves, protects it again, and takes over with every output', async () => {
+    const a = await arbiter();
+    const p = await startPrimary({ module, arbiter: a, secret: SECRET });
+    cleanups.push(() => p.close());
+    const b1 = await backupOf(p, a);
+    const c1 = client(p.clientAddress());
+    for (let i = 1; i <= 10; i++) expect(await incr(c1, 'x')).toBe(`VALUE ${i}\n`);
+    await b1.close();
+    expect(await new Promise((r) => p.once('live', r))).toBe(2);
+    for (let i = 11; i <= 200; i++) expect(await incr(c1, 'x')).toBe(`VALUE ${i}\n`); // alone: released at once
+    expect(p.state()).toMatchObject({ solo: true, epoch: 2 });
+
+    const notes: string[] = [];
+    p.on('note', (t) => notes.push(t));
+    const frames: Uint8Array[] = [];
+    const b2 = await backupOf(p, a, { onLogFrames: (bytes) => frames.push(bytes) });
+    await until(() => !p.state().solo && p.state().rejoin === undefined && b2.state().synced === true, 'the joining backup to be synced');
+    expect(b2.state()).toMatchObject({ role: 'backup', epoch: 2 });
+    expect(b2.state().acked_seq).toBeGreaterThanOrEqual(p.state().released_seq);
+    // It went through both phases, in order: frames from the history, then outputs held until it had them all.
+    const phases = notes.map((t) => (/catching it up from seq 1 to \d+/.test(t) ? 'catching_up' : /outputs wait for its acks again/.test(t) ? 'syncing' : /protected again in epoch 2/.test(t) ? 'protected' : '')).filter(Boolean);
+    expect(phases).toEqual(['catching_up', 'syncing', 'protected']);
+
+    // Protected again: an output now waits for b2's ack, and the primary's death fails over to b2.
+    const c2 = client(p.clientAddress(), b2.clientAddress());
+    for (let i = 201; i <= 210; i++) expect(await incr(c2, 'x')).toBe(`VALUE ${i}\n`);
+    expect(p.state().acked_seq).toBe(p.state().last_seq);
+    await p.close();
+    expect(await b2.live).toBe(3);
+    for (let i = 211; i <= 220; i++) expect(await incr(c2, 'x')).toBe(`VALUE ${i}\n`);
+
+    // Its whole log (received from seq 1, then recorded) replays to its state.
+    expect(b2.closeInput()).toBe(true);
+    const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b2.once('exited', r));
+    const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(frames) }).run();
+    expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
+    expect(replayed.icount).toBe(result.icount);
+  });
+
+  it('is refused with a clear reason once the history passed history_bytes_max', async () => {
+    const a = await arbiter();
+    const p = await startPrimary({ module, arbiter: a, secret: SECRET, backup_wait_ms: 100, history_bytes_max: 4096 });
+    cleanups.push(() => p.close());
+    expect(await new Promise((r) => p.once('live', r))).toBe(2);
+    const c = client(p.clientAddress());
+    for (let i = 1; i <= 200; i++) expect(await incr(c, 'y')).toBe(`VALUE ${i}\n`);
+    const b = await backupOf(p, a);
+    expect(await b.halted).toMatch(/the primary refused this backup: .*history_bytes_max: a new backup needs state transfer/);
+    expect(p.state()).toMatchObject({ solo: true, role: 'primary' });
+  });
+});
+
+describe('a backup that was never told SYNCED', () => {
+  /** A fake primary in epoch 5: authenticates, answers HELLO with a heartbeat (and SYNCED if asked), then falls silent. */
+  async function silentPrimary(synced: boolean): Promise<{ host: string; port: number }> {
+    const server = net.createServer((socket) => {
+      const peer = new LogPeer(socket, 'primary', { secret: SECRET, epoch: () => 5 });
+      peer.on('message', (m) => {
+        if (m.type !== MessageType.HELLO) return;
+        peer.send(MessageType.HEARTBEAT, u64Payload(1));
+        if (synced) peer.send(MessageType.SYNCED, u64Payload(0));
+      });
+      cleanups.push(() => peer.close());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => server.close());
+    return { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port };
+  }
+
+  it('halts when its primary goes silent, instead of claiming an epoch; told SYNCED, it takes over', async () => {
+    const a = await arbiter();
+    for (let e = 1; e <= 5; e++) await a.claim(e, 'the fake primary');
+    const unsynced = await startBackup({ module, arbiter: a, secret: SECRET, primary: await silentPrimary(false), heartbeat_timeout_ms: 200 });
+    cleanups.push(() => unsynced.close());
+    expect(await unsynced.halted).toMatch(/before it said SYNCED .*nothing safe to take over/);
+    expect((await a.current())?.epoch).toBe(5);
+
+    const synced = await startBackup({ module, arbiter: a, secret: SECRET, primary: await silentPrimary(true), heartbeat_timeout_ms: 200 });
+    cleanups.push(() => synced.close());
+    expect(await synced.live).toBe(6);
+  });
+});
