@@ -92,6 +92,7 @@ program
   .option('--connect-timeout-ms <ms>', 'time to reach the primary at start (default 10000)')
   .option('--log <file>', 'also write the whole log (received, then recorded once live) to this new file, for `ftwasm replay`')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
+  .option('--replication <host:port>', 'once live, take a new backup here (it catches up from seq 1, then protects this node); keeps the whole log in memory meanwhile')
   .action(backupCommand);
 
 program

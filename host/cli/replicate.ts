@@ -28,6 +28,7 @@ export interface PrimaryCommandOptions extends RoleOptions {
 export interface BackupCommandOptions extends RoleOptions {
   primary: string;
   connectTimeoutMs?: string;
+  replication?: string;
 }
 
 /** A live node stopped by a signal: time for its guest to return after its input closes. */
@@ -198,6 +199,7 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
   const clients = parseAddress(opts.clients);
   const primary = parseAddress(opts.primary);
   const connectTimeout = intOption(opts.connectTimeoutMs, 'connect-timeout-ms');
+  const replication = opts.replication !== undefined ? parseAddress(opts.replication) : undefined;
   const log = new NodeLog('backup', opts.log, guest.moduleHash);
   const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startBackup({
@@ -208,6 +210,7 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
     primary: { host: primary.host, port: primary.port },
     ...timing(opts),
     ...(connectTimeout !== undefined ? { connect_timeout_ms: connectTimeout } : {}),
+    ...(replication ? { replication: { host: replication.host, port: replication.port } } : {}),
     onEvent: (text) => process.stderr.write(`backup: ${text}\n`),
     onLogFrames: log.onLogFrames,
   });

@@ -303,6 +303,11 @@ export class ClientServer {
   // -------------------------------------------------------------------------------------------------------
   // The host's side of the session table
 
+  /** Every session known, with the epoch of the primary that opened it (its identity, with the id). */
+  *sessionEpochs(): Generator<[session: number, epoch: number]> {
+    for (const s of this.sessions.values()) yield [s.id, s.epoch];
+  }
+
   /** Highest request seq of the session the guest has taken (0 if none or unknown). */
   delivered(session: number): number {
     return this.sessions.get(session)?.delivered ?? 0;

@@ -7,6 +7,7 @@ import { ClientServer } from '../net/index.ts';
 import type { ServerEvent } from '../net/index.ts';
 import { GuestRunner } from '../vm/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
+import type { FrameFacts } from '../vm/runner.ts';
 import { LogPeer, MessageType, readU64, u64Payload, u64sPayload, checkSecret } from './channel.ts';
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
@@ -20,8 +21,11 @@ import {
   HELD_OUTPUTS_MAX_DEFAULT,
   INPUT_QUEUE_MAX_DEFAULT,
   isHostPort,
+  HISTORY_BYTES_MAX_DEFAULT,
+  Primary,
+  SESSION_RECORD_BYTES,
 } from './primary.ts';
-import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
+import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState, RetainedFrame } from './primary.ts';
 
 export interface BackupOptions extends ReplicaOptions {
   /** The primary's replication address. */
@@ -32,11 +36,24 @@ export interface BackupOptions extends ReplicaOptions {
   log_queue_bytes_max?: number;
   /** Every log chunk as received (archiving, tests). */
   onLogBytes?: (bytes: Uint8Array) => void;
+  /**
+   * Where new backups connect once this backup is live (default: none, and no log history is kept). With it,
+   * this backup keeps the whole log (up to history_bytes_max) and, when live, serves a new backup as a
+   * primary that is alone would (catch-up from seq 1, then SYNCED), so the pair is protected again.
+   */
+  replication?: Endpoint & { allowNonLoopback?: boolean };
+  /** As PrimaryOptions.history_bytes_max (with `replication`). */
+  history_bytes_max?: number;
+  /** As PrimaryOptions (once live, with `replication`). */
+  retained_bytes_max?: number;
+  replay_lag_ms_max?: number;
 }
 
 export const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
 export const LOG_QUEUE_BYTES_MAX_DEFAULT = 64 << 20;
 const RECONNECT_PAUSE_MS = 50;
+/** Sessions a joining backup accepts in SESSIONS messages (the client server's table is bounded too). */
+const SESSION_EPOCHS_MAX = 1 << 20;
 
 /** A running backup; see startBackup. */
 export class Backup extends ReplicaNode {
@@ -69,6 +86,13 @@ export class Backup extends ReplicaNode {
    * joined a primary that was alone is still catching up) losing the primary means halting, not taking over.
    */
   private synced = false;
+  /** Sessions opened before the primary this backup joined took over (SESSIONS), with their epochs; bounded. */
+  private readonly session_epochs = new Map<number, number>();
+  /** With options.replication: every frame from seq 1 while following (handed to the adopted primary when live). */
+  private history: RetainedFrame[] | undefined;
+  private history_bytes = 0;
+  /** Once live with options.replication: the primary side (new backups), over this node's guest and clients. */
+  private adopted: Primary | undefined;
   private queue_bytes = 0;
   private paused = false;
   private end_log = false;
@@ -93,6 +117,28 @@ export class Backup extends ReplicaNode {
     this.payload_max = clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
+    if (options.replication) this.history = [];
+  }
+
+  /** Keeps a frame chunk for the history (whole frames, in seq order), until past history_bytes_max. */
+  private keepHistory(bytes: Uint8Array, firstSeq: number, lastSeq: number): void {
+    if (this.history === undefined || lastSeq < firstSeq) return;
+    this.history.push({ bytes, firstSeq, lastSeq });
+    this.history_bytes += bytes.length;
+    const max = this.options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT;
+    if (this.history_bytes <= max) return;
+    this.history = undefined;
+    this.note(`the log passed history_bytes_max = ${max} bytes: once live, this node cannot catch a new backup up (that needs state transfer)`);
+  }
+
+  /** The epoch this node serves once live (the adopted primary's, which moves on if it loses a backup). */
+  private liveEpoch(): number {
+    return this.adopted?.currentEpoch ?? this.epoch;
+  }
+
+  /** Once live with options.replication: where new backups connect. */
+  replicationAddress(): { host: string; port: number } | undefined {
+    return this.adopted?.replicationAddress();
   }
 
   async start(): Promise<void> {
@@ -102,7 +148,7 @@ export class Backup extends ReplicaNode {
       ...(this.options.clients?.allowNonLoopback ? { allowNonLoopback: true } : {}),
       ...(this.options.clients?.limits ? { limits: this.options.clients.limits } : {}),
       role: () => (this.role === 'primary' ? 'primary' : 'backup'),
-      epoch: () => (this.role === 'primary' ? this.epoch : this.primary_epoch),
+      epoch: () => (this.role === 'primary' ? this.liveEpoch() : this.primary_epoch),
       // While following: the primary's client address, as it told it (clients that know only this node go there).
       primaryHint: () => (this.role === 'backup' ? this.primary_hint : undefined),
       onEvent: (e: ServerEvent) => {
@@ -111,8 +157,8 @@ export class Backup extends ReplicaNode {
     });
     this.gate = new OutputGate({
       server: this.server,
-      epoch: () => (this.role === 'primary' ? this.epoch : this.primary_epoch),
-      sessionEpoch: () => this.primary_epoch,
+      epoch: () => (this.role === 'primary' ? this.liveEpoch() : this.primary_epoch),
+      sessionEpoch: (session) => this.session_epochs.get(session) ?? this.primary_epoch,
       held_outputs_max: this.options.held_outputs_max ?? HELD_OUTPUTS_MAX_DEFAULT,
       // Before going live the client server only buffers outputs (it sends nothing as a backup), so an
       // overflow just moves the oldest kept outputs into that bounded buffer early.
@@ -125,17 +171,9 @@ export class Backup extends ReplicaNode {
     const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: this.payload_max });
     this.runner = runner;
     this.live_seq = new Promise<number>((resolve) => runner.once('live', resolve));
-    runner.on('send', (session, bytes, seq) => {
-      this.gate.onSend(session, bytes, seq);
-      if (this.role === 'primary') this.gate.release(Infinity);
-      else this.gate.release(this.released_seq);
-    });
+    runner.on('send', this.onSend);
     // Frames appear only once the guest records, i.e. after going live: it is alone, so they are durable.
-    runner.on('frame', (bytes, firstSeq, lastSeq, facts) => {
-      this.gate.onFrameFacts(firstSeq, lastSeq, facts);
-      this.options.onLogFrames?.(bytes, firstSeq, lastSeq);
-      if (this.role === 'primary') this.gate.release(Infinity);
-    });
+    runner.on('frame', this.onOwnFrame);
     runner.on('log', (text) => {
       if (this.role === 'primary') this.note(`[guest] ${text}`);
     });
@@ -152,6 +190,19 @@ export class Backup extends ReplicaNode {
     this.timer = setInterval(() => this.tick(), this.interval_ms);
   }
 
+  private readonly onSend = (session: number, bytes: Uint8Array, seq: number): void => {
+    this.gate.onSend(session, bytes, seq);
+    if (this.role === 'primary') this.gate.release(Infinity);
+    else this.gate.release(this.released_seq);
+  };
+
+  private readonly onOwnFrame = (bytes: Uint8Array, firstSeq: number, lastSeq: number, facts: FrameFacts): void => {
+    this.gate.onFrameFacts(firstSeq, lastSeq, facts);
+    this.options.onLogFrames?.(bytes, firstSeq, lastSeq);
+    this.keepHistory(bytes, firstSeq, lastSeq);
+    if (this.role === 'primary') this.gate.release(Infinity);
+  };
+
   get guestResult(): RunnerResult | undefined {
     return this.result;
   }
@@ -166,6 +217,7 @@ export class Backup extends ReplicaNode {
   }
 
   state(): ReplicaState {
+    if (this.adopted && this.role === 'primary') return this.adopted.state();
     return {
       role: this.role,
       epoch: this.role === 'primary' ? this.epoch : this.primary_epoch,
@@ -185,12 +237,14 @@ export class Backup extends ReplicaNode {
   /** Live only: as Primary.closeInput (the guest's recv returns -1 once its input ring is empty). False if not live. */
   closeInput(): boolean {
     if (this.role !== 'primary') return false;
+    if (this.adopted) return this.adopted.closeInput(), true;
     this.feeder.stop();
     this.runner.closeInput();
     return true;
   }
 
   protected async shutdown(reason: string): Promise<void> {
+    await this.adopted?.close();
     if (this.timer) clearInterval(this.timer);
     if (this.pump_timer) clearTimeout(this.pump_timer);
     this.feeder?.stop();
@@ -284,6 +338,17 @@ export class Backup extends ReplicaNode {
         this.primary_hint = text;
         return;
       }
+      case MessageType.SESSIONS: {
+        if (m.payload.length % SESSION_RECORD_BYTES !== 0) return peer.refuse(`SESSIONS payload of ${m.payload.length} bytes is not whole records`);
+        const view = new DataView(m.payload.buffer, m.payload.byteOffset, m.payload.length);
+        for (let at = 0; at < m.payload.length; at += SESSION_RECORD_BYTES) {
+          if (this.session_epochs.size >= SESSION_EPOCHS_MAX) return peer.refuse(`more than ${SESSION_EPOCHS_MAX} sessions announced`);
+          const epoch = Number(view.getBigUint64(at + 4, true));
+          if (!Number.isSafeInteger(epoch) || epoch > m.epoch) return peer.refuse(`session ${view.getUint32(at, true)} opened in epoch ${epoch}, after this primary's ${m.epoch}`);
+          this.session_epochs.set(view.getUint32(at, true), epoch);
+        }
+        return;
+      }
       case MessageType.SYNCED:
         readU64(m.payload, 'SYNCED');
         if (!this.synced) this.note(`synced with the primary at seq ${this.received_seq}: this backup may take over from here`);
@@ -307,6 +372,7 @@ export class Backup extends ReplicaNode {
     }
     this.options.onLogBytes?.(bytes);
     this.options.onLogFrames?.(bytes, first, last);
+    this.keepHistory(bytes, first, last);
     this.received_seq = last;
     this.queue.push({ bytes, lastSeq: last });
     this.queue_bytes += bytes.length;
@@ -412,15 +478,54 @@ export class Backup extends ReplicaNode {
       this.note(`live as primary in epoch ${this.epoch} at log seq ${seq}, ${Math.round(performance.now() - t0)} ms after the primary was declared lost`);
       this.resolveLive(this.epoch);
       this.emit('live', this.epoch);
+      if (this.options.replication) await this.adoptPrimarySide();
     } catch (error) {
       this.halt(`failover failed: ${(error as Error).message}`);
     }
   }
 
+  /** Live, with options.replication: a Primary over this node's guest and clients serves new backups. */
+  private async adoptPrimarySide(): Promise<void> {
+    const o = this.options;
+    // From here the primary side takes the guest's frames and outputs (and keeps the history going).
+    this.runner.off('send', this.onSend);
+    this.runner.off('frame', this.onOwnFrame);
+    try {
+      const primary = await Primary.adopt(
+        {
+          module: o.module,
+          arbiter: o.arbiter,
+          secret: o.secret,
+          nodeId: this.nodeId,
+          replication: o.replication!,
+          ...(o.clients ? { clients: o.clients } : {}),
+          ...(o.heartbeat_interval_ms !== undefined ? { heartbeat_interval_ms: o.heartbeat_interval_ms } : {}),
+          ...(o.heartbeat_timeout_ms !== undefined ? { heartbeat_timeout_ms: o.heartbeat_timeout_ms } : {}),
+          ...(o.message_bytes_max !== undefined ? { message_bytes_max: o.message_bytes_max } : {}),
+          ...(o.held_outputs_max !== undefined ? { held_outputs_max: o.held_outputs_max } : {}),
+          ...(o.history_bytes_max !== undefined ? { history_bytes_max: o.history_bytes_max } : {}),
+          ...(o.retained_bytes_max !== undefined ? { retained_bytes_max: o.retained_bytes_max } : {}),
+          ...(o.replay_lag_ms_max !== undefined ? { replay_lag_ms_max: o.replay_lag_ms_max } : {}),
+          ...(o.onLogFrames ? { onLogFrames: o.onLogFrames } : {}),
+          onEvent: (text) => this.note(text),
+        },
+        { epoch: this.epoch, runner: this.runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history },
+      );
+      this.history = undefined; // the primary side keeps it from here
+      if (this.role !== 'primary') return void (await primary.close());
+      this.adopted = primary;
+      primary.once('halted', (reason) => this.halt(reason));
+    } catch (error) {
+      // Still live and serving alone; it just cannot take a new backup.
+      this.runner.on('send', this.onSend);
+      this.runner.on('frame', this.onOwnFrame);
+      this.note(`cannot serve new backups: ${(error as Error).message}`);
+    }
+  }
+
 }
 
-/** Starts a backup: client server bound (answering not_primary), replaying guest started, primary being reached. */
-/** Starts a backup; a bad option rejects the promise (it never throws synchronously). */
+/** Starts a backup: client server bound (answering not_primary), replaying guest started, primary being reached; a bad option rejects the promise (it never throws synchronously). */
 export async function startBackup(options: BackupOptions): Promise<Backup> {
   return startNode(new Backup(options));
 }

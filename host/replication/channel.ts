@@ -25,6 +25,7 @@ export const MessageType = {
   HEARTBEAT: 9, // primary -> backup: stamp u64 (the primary's clock, µs); backup -> primary: echo u64
   PRIMARY: 10, // primary -> backup: UTF-8 "host:port" of its client service (the backup's not_primary hint)
   SYNCED: 11, // primary -> backup: seq u64; this backup holds every entry whose output the primary released: it may take over
+  SESSIONS: 12, // primary -> joining backup: (session u32, epoch u64) LE records: the epoch each known session was opened in
 } as const;
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 

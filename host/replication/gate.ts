@@ -27,7 +27,7 @@ export interface GateOptions {
   /** Epoch written on released outputs. */
   epoch: () => number;
   /** Epoch recorded for a session first seen in the log (the backup: the primary's epoch). */
-  sessionEpoch?: () => number;
+  sessionEpoch?: (session: number) => number;
   /** Outputs held waiting for the watermark; beyond it the node is told (onOverflow). */
   held_outputs_max: number;
   onOverflow: (what: string) => void;
@@ -104,7 +104,7 @@ export class OutputGate {
   private onRecv(seq: number, session: number): void {
     const request = this.deliveredOf(session) + 1;
     this.delivered.set(session, request);
-    this.options.server.setDelivered(session, request, this.options.sessionEpoch?.());
+    this.options.server.setDelivered(session, request, this.options.sessionEpoch?.(session));
     this.accepts.push({ seq, session, request });
   }
 

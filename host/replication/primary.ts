@@ -135,6 +135,9 @@ export const RETAINED_BYTES_MAX_DEFAULT = 256 << 20;
 export const HISTORY_BYTES_MAX_DEFAULT = 256 << 20;
 /** A rejoining backup is synced once its ack and its replay are this close to the head of the log. */
 const SYNC_SLACK_ENTRIES = 4096;
+/** SESSIONS: one record is a session id (u32 LE) and the epoch it was opened in (u64 LE); a message holds at most this many. */
+export const SESSION_RECORD_BYTES = 12;
+export const SESSION_RECORDS_MAX = 65_536;
 /** Catching up: history frames are written while the socket holds less than this unsent. */
 const CATCHUP_BUFFER_BYTES = 4 << 20;
 export const HELD_OUTPUTS_MAX_DEFAULT = 65_536;
@@ -180,10 +183,21 @@ export function checkLoopback(host: string, allow: boolean | undefined, what: st
   }
 }
 
-interface RetainedFrame {
+export interface RetainedFrame {
   bytes: Uint8Array;
   firstSeq: number;
   lastSeq: number;
+}
+
+/** What a backup that went live hands to Primary.adopt. */
+export interface AdoptedNode {
+  epoch: number;
+  runner: GuestRunner;
+  server: ClientServer;
+  gate: OutputGate;
+  feeder: InputFeeder;
+  /** Every frame from seq 1, or undefined when the backup could not keep them all (history_bytes_max). */
+  history: readonly RetainedFrame[] | undefined;
 }
 
 /** A running primary; see startPrimary. */
@@ -215,6 +229,8 @@ export class Primary extends ReplicaNode {
   private history: RetainedFrame[] = [];
   private history_bytes = 0;
   private history_complete = true;
+  /** Made by Primary.adopt from a backup that went live (which owns the guest and the client server). */
+  private adopted = false;
   /** A backup that joined this primary while it was alone: the next history frame to send it, or (syncing) the seq its ack must reach. */
   private rejoin: { phase: 'catching_up'; next: number } | { phase: 'syncing'; released: number } | undefined;
   /** Frames sealed this event-loop turn and not yet sent: they go out together, as one FRAMES message. */
@@ -287,13 +303,50 @@ export class Primary extends ReplicaNode {
     await server.listen();
 
     const runner = new GuestRunner({ module: this.options.module, mode: 'record', streamFrames: true, messageBytesMax: this.payload_max });
+    this.attach(runner);
+  }
+
+  /**
+   * A backup that went live hands its running guest, client server and log bookkeeping to a Primary, which
+   * serves new backups from then on (it is alone in `epoch` until one has caught up). The backup keeps owning
+   * the runner and the client server: this node's shutdown leaves them to it.
+   */
+  static async adopt(options: PrimaryOptions, from: AdoptedNode): Promise<Primary> {
+    const p = new Primary(options);
+    p.adopted = true;
+    p.epoch = from.epoch;
+    p.solo = true;
+    p.server = from.server;
+    p.gate = from.gate;
+    p.feeder = from.feeder;
+    for (const f of from.history ?? []) p.keepHistory(f);
+    if (from.history === undefined) p.history_complete = false;
+    const detach = p.attach(from.runner);
+    try {
+      await p.listenReplication();
+    } catch (error) {
+      detach(); // the backup takes its guest's frames and outputs back
+      await p.close();
+      throw error;
+    }
+    p.note(`serving new backups on ${hostPort({ host: p.replicationAddress().host, port: p.replicationAddress().port })} (alone in epoch ${p.epoch} until one catches up)`);
+    return p;
+  }
+
+  /**
+   * The node's guest: its frames, outputs and end go through this primary; then the heartbeat timer starts.
+   * Returns what undoes the frame and output listeners.
+   */
+  private attach(runner: GuestRunner): () => void {
     this.runner = runner;
-    runner.on('frame', (bytes, firstSeq, lastSeq, facts) => this.onFrame(bytes, firstSeq, lastSeq, facts));
-    runner.on('send', (session, bytes, seq) => {
+    const onFrame = (bytes: Uint8Array, firstSeq: number, lastSeq: number, facts: FrameFacts): void => this.onFrame(bytes, firstSeq, lastSeq, facts);
+    const onSend = (session: number, bytes: Uint8Array, seq: number): void => {
       this.gate.onSend(session, bytes, seq);
       this.releaseAcked();
-    });
-    runner.on('log', (text) => this.note(`[guest] ${text}`));
+    };
+    runner.on('frame', onFrame);
+    runner.on('send', onSend);
+    if (!this.adopted) runner.on('log', (text) => this.note(`[guest] ${text}`));
     runner.done.then(
       (result) => {
         this.result = result;
@@ -309,6 +362,15 @@ export class Primary extends ReplicaNode {
     );
     this.started_ms = performance.now();
     this.timer = setInterval(() => this.tick(), this.interval_ms);
+    return () => {
+      runner.off('frame', onFrame);
+      runner.off('send', onSend);
+    };
+  }
+
+  /** The epoch this primary serves now (it moves on when it claims the next one after losing a backup). */
+  get currentEpoch(): number {
+    return this.epoch;
   }
 
   /** The client server's counts (connections, sessions, outputs kept for clients), once it is up. */
@@ -375,15 +437,14 @@ export class Primary extends ReplicaNode {
     // were always sent as they came, stopping must not hold any back. Nothing is released here.
     if (this.peer?.isOpen && !this.solo && this.unsent.length > 0) this.sendFrames(this.peer, this.unsent);
     this.unsent = [];
-    this.feeder?.stop();
     this.peer?.close(reason);
-    this.server?.checkRole();
     const listener = this.listener;
-    await Promise.all([
-      this.runner?.terminate(),
-      this.server?.close(),
-      listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : undefined,
-    ]);
+    const closing = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : undefined;
+    // An adopted node's guest and client server belong to the backup that went live: it stops them.
+    if (this.adopted) return void (await closing);
+    this.feeder?.stop();
+    this.server?.checkRole();
+    await Promise.all([this.runner?.terminate(), this.server?.close(), closing]);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -629,7 +690,29 @@ export class Primary extends ReplicaNode {
       this.note(`the backup catching up (${peer.peer}) went away at seq ${this.acked_seq}: still alone in epoch ${this.epoch}`);
     });
     this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: catching it up from seq ${next_seq} to ${this.gate.last_seq}`);
+    this.sendSessionEpochs(peer);
     this.pumpCatchup();
+  }
+
+  /**
+   * The log says which session each request came from, not in which epoch the session was opened; a backup
+   * following from the start knows (its primary's), one joining later does not (the log spans epochs): it is
+   * told, before any frame, as SESSIONS messages of at most SESSION_RECORDS_MAX records.
+   */
+  private sendSessionEpochs(peer: LogPeer): void {
+    let records: Buffer[] = [];
+    const flush = () => {
+      if (records.length > 0) peer.sendParts(MessageType.SESSIONS, records);
+      records = [];
+    };
+    for (const [session, epoch] of this.server!.sessionEpochs()) {
+      const r = Buffer.allocUnsafe(SESSION_RECORD_BYTES);
+      r.writeUInt32LE(session, 0);
+      r.writeBigUInt64LE(BigInt(epoch), 4);
+      records.push(r);
+      if (records.length === SESSION_RECORDS_MAX) flush();
+    }
+    flush();
   }
 
   /** Sends history frames to a catching-up backup while its socket has room; goes on when it drains. */

@@ -11,6 +11,7 @@ import { instrument } from '../../host/instrument/index.ts';
 import { FtClient } from '../../host/net/index.ts';
 import { LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
 import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
+import { freePort } from '../../host/cli/procs.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
@@ -65,7 +66,9 @@ describe('a backup joining a primary that went on alone', () => {
     const p = await startPrimary({ module, arbiter: a, secret: SECRET });
     cleanups.push(() => p.close());
     const b1 = await backupOf(p, a);
-    const c1 = client(p.clientAddress());
+    // The session of c1 is opened in epoch 1 and used again after two epochs more, on b2 (its port known now).
+    const b2port = await freePort();
+    const c1 = client(p.clientAddress(), { host: '127.0.0.1', port: b2port });
     for (let i = 1; i <= 10; i++) expect(await incr(c1, 'x')).toBe(`VALUE ${i}\n`);
     await b1.close();
     expect(await new Promise((r) => p.once('live', r))).toBe(2);
@@ -75,7 +78,7 @@ describe('a backup joining a primary that went on alone', () => {
     const notes: string[] = [];
     p.on('note', (t) => notes.push(t));
     const frames: Uint8Array[] = [];
-    const b2 = await backupOf(p, a, { onLogFrames: (bytes) => frames.push(bytes) });
+    const b2 = await backupOf(p, a, { onLogFrames: (bytes) => frames.push(bytes), clients: { port: b2port } });
     await until(() => !p.state().solo && p.state().rejoin === undefined && b2.state().synced === true, 'the joining backup to be synced');
     expect(b2.state()).toMatchObject({ role: 'backup', epoch: 2 });
     expect(b2.state().acked_seq).toBeGreaterThanOrEqual(p.state().released_seq);
@@ -90,6 +93,9 @@ describe('a backup joining a primary that went on alone', () => {
     await p.close();
     expect(await b2.live).toBe(3);
     for (let i = 211; i <= 220; i++) expect(await incr(c2, 'x')).toBe(`VALUE ${i}\n`);
+    // c1's session, opened in epoch 1 on p, resumes on b2 (epoch 3): b2 learned its epoch from SESSIONS.
+    expect(await incr(c1, 'x')).toBe('VALUE 221\n');
+    expect(c1.stats().epoch).toBe(3);
 
     // Its whole log (received from seq 1, then recorded) replays to its state.
     expect(b2.closeInput()).toBe(true);
@@ -97,6 +103,36 @@ describe('a backup joining a primary that went on alone', () => {
     const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(frames) }).run();
     expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
     expect(replayed.icount).toBe(result.icount);
+  });
+
+  it('a backup that went live (with a replication address) serves a new backup the same way, which takes over in turn', async () => {
+    const a = await arbiter();
+    const p = await startPrimary({ module, arbiter: a, secret: SECRET });
+    cleanups.push(() => p.close());
+    const b1 = await backupOf(p, a, { replication: {} });
+    const c1 = client(p.clientAddress(), b1.clientAddress());
+    for (let i = 1; i <= 10; i++) expect(await incr(c1, 'z')).toBe(`VALUE ${i}\n`);
+    expect(b1.replicationAddress()).toBeUndefined(); // only once live
+    await p.close();
+    expect(await b1.live).toBe(2);
+    await until(() => b1.replicationAddress() !== undefined, 'the live backup to serve new backups');
+    for (let i = 11; i <= 100; i++) expect(await incr(c1, 'z')).toBe(`VALUE ${i}\n`);
+    expect(b1.state()).toMatchObject({ role: 'primary', epoch: 2, solo: true });
+
+    const frames: Uint8Array[] = [];
+    const b2 = await startBackup({ module, arbiter: a, secret: SECRET, primary: b1.replicationAddress()!, onLogFrames: (bytes) => frames.push(bytes) });
+    cleanups.push(() => b2.close());
+    await until(() => !b1.state().solo && b1.state().rejoin === undefined && b2.state().synced === true, 'the new backup to be synced');
+    const c2 = client(b1.clientAddress(), b2.clientAddress());
+    for (let i = 101; i <= 110; i++) expect(await incr(c2, 'z')).toBe(`VALUE ${i}\n`);
+    expect(b1.state().acked_seq).toBe(b1.state().last_seq);
+    await b1.close();
+    expect(await b2.live).toBe(3);
+    for (let i = 111; i <= 120; i++) expect(await incr(c2, 'z')).toBe(`VALUE ${i}\n`);
+    expect(b2.closeInput()).toBe(true);
+    const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b2.once('exited', r));
+    const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(frames) }).run();
+    expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
   });
 
   it('is refused with a clear reason once the history passed history_bytes_max', async () => {
