@@ -81,6 +81,17 @@ export function nodeMetrics(node: MeteredNode, options: NodeMetricsOptions = {})
   gauge('ftwasm_guest_exited', '1 once the guest returned.', (s) => (s.guest_exited ? 1 : 0));
   gauge('ftwasm_replay_lag_ms', "Primary: how far the backup's replay trails, in ms of recording.", (s) => s.replay_lag_ms);
   gauge('ftwasm_throttle_pause_us', 'Primary: the pause at each check-in while the guest is throttled (0: not throttled).', (s) => s.throttle_pause_us);
+  gauge('ftwasm_synced', 'Backup: 1 once the primary said SYNCED (it may take over); a backup that joined a node that was alone is 0 while it catches up.', (s) => (s.synced === undefined ? undefined : s.synced ? 1 : 0));
+  new Gauge({
+    name: 'ftwasm_rejoin',
+    help: 'Primary: a joining backup is being caught up (phase="catching_up") or synced (phase="syncing"): 1 for the current phase, else 0.',
+    labelNames: ['phase'],
+    registers,
+    collect() {
+      const phase = read().state.rejoin;
+      for (const p of ['catching_up', 'syncing'] as const) this.set({ phase: p }, p === phase ? 1 : 0);
+    },
+  });
   const clientGauge = (name: string, help: string, value: (c: ClientStats) => number) =>
     new Gauge({
       name,
