@@ -1,6 +1,7 @@
 // `npm start`: the main job on an embedded default. A primary and a backup of the key-value guest on
 // loopback (file arbiter in a temporary directory), a client load with a progress line, a kill -9 of the
-// primary midway, then the failover time and the client's verdict.
+// primary midway, then the failover time; a new backup joins the survivor and catches up, and the survivor
+// is killed too; then the client's verdict.
 import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,25 +33,26 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
   // Each line overwrites the progress line (a terminal shows one moving counter).
   const say = (text: string): void => void process.stdout.write(`\r${text.padEnd(40)}\n`);
   try {
-    const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
+    const [clientsP, replication, clientsB, replicationB, clientsC] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const common = ['--arbiter', `file:${join(dir, 'arbiter')}`, '--secret-file', join(dir, 'secret')];
     const primary = spawnCli(cli, ['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, ...common]);
     procs.push(primary);
     await until(() => primary.stderr().includes('ready in epoch 1'), 'the primary');
     say(`primary  pid ${primary.process.pid}: kv guest, clients 127.0.0.1:${clientsP}, epoch 1`);
-    const backup = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, ...common]);
+    const backup = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--replication', `127.0.0.1:${replicationB}`, ...common]);
     procs.push(backup);
     await until(() => backup.stderr().includes('connected to the primary'), 'the backup');
     say(`backup   pid ${backup.process.pid}: replaying the primary's log, clients 127.0.0.1:${clientsB}`);
     const sessions = Number(opts.sessions);
     const requests = Number(opts.requests);
     const total = sessions * requests;
-    const load = spawnCli(cli, ['load', '--servers', `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '2']);
+    const servers = [clientsP, clientsB, clientsC].map((p) => `127.0.0.1:${p}`).join(',');
+    const load = spawnCli(cli, ['load', '--servers', servers, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '10']);
     procs.push(load);
     say(`clients: ${sessions} sessions x ${requests} INCR requests, answered only after the backup has the log (output rule)`);
     // The last whole `load: N responses` line (stderr may end in a line still being written).
     const progress = (): number => Number(load.stderr().match(/load: (\d+) responses\n/g)?.at(-1)?.match(/\d+/)?.[0] ?? 0);
-    const killAt = Math.floor(total * 0.4 / 100) * 100 || 100;
+    const killAt = Math.floor(total * 0.3 / 100) * 100 || 100;
     const timer = setInterval(() => process.stdout.write(`\r  responses ${String(progress()).padStart(6)} / ${total}`), 100);
     await until(() => progress() >= killAt, `${killAt} responses`);
     const killed = Date.now();
@@ -60,7 +62,26 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
     await until(() => /LIVE as primary in epoch 2/i.test(backup.stderr()), 'the backup to take over');
     const failoverMs = Date.now() - killed;
     say(`backup won epoch 2 from the arbiter and went live ${failoverMs} ms after the kill`);
-    const code = await Promise.race([load.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000))]);
+    // Act two: protection restored. A new backup joins the survivor, catches up on the whole log while the
+    // load goes on, and the survivor is killed in turn.
+    const joined = Date.now();
+    const third = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replicationB}`, '--clients', `127.0.0.1:${clientsC}`, ...common]);
+    procs.push(third);
+    await until(() => /protected again in epoch 2/.test(backup.stderr()), 'the new backup to catch up');
+    say(`new backup pid ${third.process.pid} joined the survivor, caught up from seq 1 in ${Date.now() - joined} ms: protected again`);
+    if (progress() < total) {
+      const killed2 = Date.now();
+      backup.process.kill('SIGKILL');
+      process.stdout.write(`\r  responses ${String(progress()).padStart(6)} / ${total}\n`);
+      say(`kill -9 of the survivor after ${progress()} responses`);
+      await until(() => /LIVE as primary in epoch 3/i.test(third.stderr()), 'the new backup to take over');
+      say(`new backup won epoch 3 and went live ${Date.now() - killed2} ms after the kill`);
+    } else {
+      say('the load ended before the second kill; the survivor stays primary');
+    }
+    let loadTimer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([load.exited, new Promise<'timeout'>((r) => (loadTimer = setTimeout(() => r('timeout'), 60_000)))]);
+    clearTimeout(loadTimer); // else it keeps the process alive for its whole minute after the load ended
     clearInterval(timer);
     process.stdout.write(`\r  responses ${String(total).padStart(6)} / ${total}\n`);
     const verdict = load.stdout().trim().split('\n').at(-1) ?? '';

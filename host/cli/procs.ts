@@ -44,5 +44,7 @@ export async function until(cond: () => boolean, what: string, timeout_ms: numbe
 /** SIGKILLs the process if it still runs, and waits (bounded) for it to exit. */
 export async function stopCli(p: CliProcess, wait_ms = 5_000): Promise<void> {
   if (p.process.exitCode === null && p.process.signalCode === null) p.process.kill('SIGKILL');
-  await Promise.race([p.exited, new Promise((r) => setTimeout(r, wait_ms))]);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.exited, new Promise((r) => (timer = setTimeout(r, wait_ms)))]);
+  clearTimeout(timer);
 }
