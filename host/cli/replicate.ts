@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { openArbiter } from '../arbiter/index.ts';
 import { FtClient, parseAddress } from '../net/index.ts';
-import { LogArchive, nodeMetrics, serveMetrics, startBackup, startPrimary, type Backup, type Primary } from '../replication/index.ts';
+import { FileHistory, LogArchive, nodeMetrics, serveMetrics, startBackup, startPrimary, type Backup, type LogHistory, type Primary } from '../replication/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
 import { FTWASM_VERSION, loadGuest } from './guest.ts';
 
@@ -74,6 +74,11 @@ class NodeLog {
 
   get path(): string | undefined {
     return this.archive?.path;
+  }
+
+  /** With --log, a joining backup is caught up from this file rather than from a copy of the log in memory. */
+  history(): { history: LogHistory } | Record<string, never> {
+    return this.archive ? { history: new FileHistory(this.archive) } : {};
   }
 
   readonly onLogFrames = (frames: Uint8Array, firstSeq: number, lastSeq: number): void => {
@@ -177,6 +182,7 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
     ...timing(opts),
     ...(backupWait !== undefined ? { backup_wait_ms: backupWait } : {}),
     ...(replayLagMax !== undefined ? { replay_lag_ms_max: replayLagMax } : {}),
+    ...log.history(),
     onEvent: (text) => process.stderr.write(`primary: ${text}\n`),
     onLogFrames: log.onLogFrames,
   });
@@ -210,7 +216,7 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
     primary: { host: primary.host, port: primary.port },
     ...timing(opts),
     ...(connectTimeout !== undefined ? { connect_timeout_ms: connectTimeout } : {}),
-    ...(replication ? { replication: { host: replication.host, port: replication.port } } : {}),
+    ...(replication ? { replication: { host: replication.host, port: replication.port }, ...log.history() } : {}),
     onEvent: (text) => process.stderr.write(`backup: ${text}\n`),
     onLogFrames: log.onLogFrames,
   });

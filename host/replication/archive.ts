@@ -19,6 +19,10 @@ export class LogArchive {
   private fd: number;
   private last_seq = 0;
   private bytes = 0;
+  /** Why appending stopped (a write error, file_bytes_max): the file is a faithful prefix of the log. */
+  failure: string | undefined;
+  /** Bytes of the file header: the first frame starts here. */
+  readonly headerBytes: number;
 
   private constructor(
     path: string,
@@ -29,6 +33,7 @@ export class LogArchive {
     this.path = path;
     this.fd = fd;
     this.bytes = header_bytes;
+    this.headerBytes = header_bytes;
   }
 
   /** Creates the file (never replaces one) and writes its header; the log starts at seq 1. */
@@ -66,10 +71,16 @@ export class LogArchive {
     assert(firstSeq === this.last_seq + 1, `log file ${this.path}: frames ${firstSeq}..${lastSeq} after seq ${this.last_seq}`);
     // A chunk that completes no frame yet (lastSeq = firstSeq - 1) is allowed: the next one finishes it.
     assert(lastSeq >= this.last_seq, `log file ${this.path}: frames ${firstSeq}..${lastSeq} go back`);
-    if (this.bytes + frames.length > this.bytes_max) {
-      throw new LogLimitError('file_bytes_max', this.bytes + frames.length, this.bytes_max, `log file ${this.path} would grow past its limit at seq ${firstSeq}`);
+    if (this.failure !== undefined) throw new ReplicationError('FTW_REPL_STATE', `log file ${this.path} stopped: ${this.failure}`);
+    try {
+      if (this.bytes + frames.length > this.bytes_max) {
+        throw new LogLimitError('file_bytes_max', this.bytes + frames.length, this.bytes_max, `log file ${this.path} would grow past its limit at seq ${firstSeq}`);
+      }
+      writeAll(this.fd, frames);
+    } catch (error) {
+      this.failure = (error as Error).message;
+      throw error;
     }
-    writeAll(this.fd, frames);
     this.bytes += frames.length;
     this.last_seq = lastSeq;
   }

@@ -25,7 +25,8 @@ import {
   Primary,
   SESSION_RECORD_BYTES,
 } from './primary.ts';
-import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState, RetainedFrame } from './primary.ts';
+import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
+import { MemoryHistory, type LogHistory } from './history.ts';
 
 export interface BackupOptions extends ReplicaOptions {
   /** The primary's replication address. */
@@ -42,8 +43,9 @@ export interface BackupOptions extends ReplicaOptions {
    * primary that is alone would (catch-up from seq 1, then SYNCED), so the pair is protected again.
    */
   replication?: Endpoint & { allowNonLoopback?: boolean };
-  /** As PrimaryOptions.history_bytes_max (with `replication`). */
+  /** As PrimaryOptions.history_bytes_max and history (with `replication`). */
   history_bytes_max?: number;
+  history?: LogHistory;
   /** As PrimaryOptions (once live, with `replication`). */
   retained_bytes_max?: number;
   replay_lag_ms_max?: number;
@@ -89,8 +91,8 @@ export class Backup extends ReplicaNode {
   /** Sessions opened before the primary this backup joined took over (SESSIONS), with their epochs; bounded. */
   private readonly session_epochs = new Map<number, number>();
   /** With options.replication: every frame from seq 1 while following (handed to the adopted primary when live). */
-  private history: RetainedFrame[] | undefined;
-  private history_bytes = 0;
+  private readonly history: LogHistory | undefined;
+  private history_noted = false;
   /** Once live with options.replication: the primary side (new backups), over this node's guest and clients. */
   private adopted: Primary | undefined;
   private queue_bytes = 0;
@@ -117,18 +119,16 @@ export class Backup extends ReplicaNode {
     this.payload_max = clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
-    if (options.replication) this.history = [];
+    this.history = options.replication ? (options.history ?? new MemoryHistory(options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT)) : undefined;
   }
 
-  /** Keeps a frame chunk for the history (whole frames, in seq order), until past history_bytes_max. */
+  /** Keeps a frame chunk for the history (whole frames, in seq order), while it is complete. */
   private keepHistory(bytes: Uint8Array, firstSeq: number, lastSeq: number): void {
     if (this.history === undefined || lastSeq < firstSeq) return;
-    this.history.push({ bytes, firstSeq, lastSeq });
-    this.history_bytes += bytes.length;
-    const max = this.options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT;
-    if (this.history_bytes <= max) return;
-    this.history = undefined;
-    this.note(`the log passed history_bytes_max = ${max} bytes: once live, this node cannot catch a new backup up (that needs state transfer)`);
+    this.history.add({ bytes, firstSeq, lastSeq });
+    if (this.history.complete || this.history_noted) return;
+    this.history_noted = true;
+    this.note(`${this.history.gone}: once live, this node cannot catch a new backup up (that needs state transfer)`);
   }
 
   /** The epoch this node serves once live (the adopted primary's, which moves on if it loses a backup). */
@@ -509,9 +509,8 @@ export class Backup extends ReplicaNode {
           ...(o.onLogFrames ? { onLogFrames: o.onLogFrames } : {}),
           onEvent: (text) => this.note(text),
         },
-        { epoch: this.epoch, runner: this.runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history },
+        { epoch: this.epoch, runner: this.runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history! },
       );
-      this.history = undefined; // the primary side keeps it from here
       if (this.role !== 'primary') return void (await primary.close());
       this.adopted = primary;
       primary.once('halted', (reason) => this.halt(reason));

@@ -30,6 +30,8 @@ export {
 export type { ChannelMessage, ChannelOptions } from './channel.ts';
 export { OutputGate, InputFeeder } from './gate.ts';
 export { LogArchive } from './archive.ts';
+export { MemoryHistory, FileHistory } from './history.ts';
+export type { LogHistory, HistoryReader, HistoryFrame } from './history.ts';
 export { nodeMetrics, serveMetrics } from './metrics.ts';
 export type { MeteredNode, ClientStats, NodeMetricsOptions, MetricsServerOptions } from './metrics.ts';
 export { ReplicationError } from './errors.ts';

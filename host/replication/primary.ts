@@ -14,6 +14,7 @@ import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
+import { MemoryHistory, type HistoryReader, type LogHistory } from './history.ts';
 
 export interface Endpoint {
   host?: string;
@@ -65,6 +66,8 @@ export interface PrimaryOptions extends ReplicaOptions {
    * would need state transfer). Default 256 MiB.
    */
   history_bytes_max?: number;
+  /** Where the history is kept; default in memory (history_bytes_max). `ftwasm primary --log` reads it back from its file. */
+  history?: LogHistory;
   /**
    * How far (in ms of the primary's recording) the backup's replay may trail before the primary is throttled:
    * its guest pauses at every check-in (slices shrink) and client input is held, until the lag is below half
@@ -196,8 +199,8 @@ export interface AdoptedNode {
   server: ClientServer;
   gate: OutputGate;
   feeder: InputFeeder;
-  /** Every frame from seq 1, or undefined when the backup could not keep them all (history_bytes_max). */
-  history: readonly RetainedFrame[] | undefined;
+  /** The backup's history (every frame from seq 1 while it is complete). */
+  history: LogHistory;
 }
 
 /** A running primary; see startPrimary. */
@@ -225,14 +228,13 @@ export class Primary extends ReplicaNode {
   /** The newest heartbeat stamp the backup echoed: it had heard this primary at or after that moment. */
   private lease_stamp_us = 0;
   private retained: RetainedFrame[] = [];
-  /** Every frame from seq 1 (bounded by history_bytes_max; dropped for good past it): what a rejoining backup replays. */
-  private history: RetainedFrame[] = [];
-  private history_bytes = 0;
-  private history_complete = true;
+  /** Every frame from seq 1 (until a bound is passed): what a joining backup replays. */
+  private history: LogHistory;
+  private history_noted = false;
   /** Made by Primary.adopt from a backup that went live (which owns the guest and the client server). */
   private adopted = false;
   /** A backup that joined this primary while it was alone: the next history frame to send it, or (syncing) the seq its ack must reach. */
-  private rejoin: { phase: 'catching_up'; next: number } | { phase: 'syncing'; released: number } | undefined;
+  private rejoin: { phase: 'catching_up'; reader: HistoryReader } | { phase: 'syncing'; released: number } | undefined;
   /** Frames sealed this event-loop turn and not yet sent: they go out together, as one FRAMES message. */
   private unsent: RetainedFrame[] = [];
   private flush_scheduled: NodeJS.Immediate | undefined;
@@ -266,6 +268,7 @@ export class Primary extends ReplicaNode {
     // One heartbeat interval of margin for clocks of two hosts running at slightly different rates.
     this.lease_ms = this.timeout_ms - this.interval_ms;
     this.payload_max = clientPayloadMax(options.clients);
+    this.history = options.history ?? new MemoryHistory(options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT);
   }
 
   /** Claims the next epoch, starts listening for the backup and the clients, and starts the guest. */
@@ -319,8 +322,7 @@ export class Primary extends ReplicaNode {
     p.server = from.server;
     p.gate = from.gate;
     p.feeder = from.feeder;
-    for (const f of from.history ?? []) p.keepHistory(f);
-    if (from.history === undefined) p.history_complete = false;
+    p.history = from.history;
     const detach = p.attach(from.runner);
     try {
       await p.listenReplication();
@@ -438,6 +440,7 @@ export class Primary extends ReplicaNode {
     if (this.peer?.isOpen && !this.solo && this.unsent.length > 0) this.sendFrames(this.peer, this.unsent);
     this.unsent = [];
     this.peer?.close(reason);
+    this.endRejoin();
     const listener = this.listener;
     const closing = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : undefined;
     // An adopted node's guest and client server belong to the backup that went live: it stops them.
@@ -649,16 +652,11 @@ export class Primary extends ReplicaNode {
   // A backup joining a primary that went on alone (catch-up from the history)
 
   private keepHistory(frame: RetainedFrame): void {
-    if (!this.history_complete) return;
-    this.history.push(frame);
-    this.history_bytes += frame.bytes.length;
-    const max = this.options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT;
-    if (this.history_bytes <= max) return;
-    this.history_complete = false;
-    this.history = [];
-    this.history_bytes = 0;
-    this.note(`the log passed history_bytes_max = ${max} bytes: a backup joining after this primary went on alone can no longer be caught up (that needs state transfer)`);
-    if (this.rejoin?.phase === 'catching_up') this.peer?.refuse(`the log passed history_bytes_max = ${max} bytes while catching up`);
+    this.history.add(frame);
+    if (this.history.complete || this.history_noted) return;
+    this.history_noted = true;
+    this.note(`${this.history.gone}: a backup joining after this primary went on alone can no longer be caught up (that needs state transfer)`);
+    if (this.rejoin?.phase === 'catching_up') this.peer?.refuse(`${this.history.gone} while catching up`);
   }
 
   /**
@@ -667,11 +665,12 @@ export class Primary extends ReplicaNode {
    * SYNCED (see checkRejoin), because until then clients hold outputs it has not seen.
    */
   private onRejoin(peer: LogPeer, next_seq: number): void {
-    if (!this.history_complete) {
-      return peer.refuse(`this primary went on alone in epoch ${this.epoch} and its log passed history_bytes_max: a new backup needs state transfer (not implemented)`);
+    if (!this.history.complete) {
+      return peer.refuse(`this primary went on alone in epoch ${this.epoch} and ${this.history.gone}: a new backup needs state transfer (not implemented)`);
     }
-    const next = next_seq === this.gate.last_seq + 1 ? this.history.length : this.history.findIndex((f) => f.firstSeq === next_seq);
-    if (next < 0) return peer.refuse(`cannot serve the log from seq ${next_seq}: not a frame boundary of the history 1..${this.gate.last_seq}`);
+    const reader = this.history.reader(next_seq, this.gate.last_seq);
+    if (!reader) return peer.refuse(`cannot serve the log from seq ${next_seq}: not a frame boundary of the history 1..${this.gate.last_seq}`);
+    this.endRejoin();
     this.peer = peer;
     this.last_heard_ms = performance.now();
     this.lease_stamp_us = 0;
@@ -679,14 +678,14 @@ export class Primary extends ReplicaNode {
     this.backup_replayed_seq = next_seq - 1;
     this.acked_seq = next_seq - 1;
     this.sent_seq = next_seq - 1;
-    this.rejoin = { phase: 'catching_up', next };
+    this.rejoin = { phase: 'catching_up', reader };
     peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
     const advertised = this.advertisedAddress();
     if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
     peer.on('close', () => {
       if (this.peer !== peer || this.rejoin === undefined) return;
       if (this.rejoin.phase === 'syncing') return; // judged as any backup: lost, this primary claims the next epoch
-      this.rejoin = undefined;
+      this.endRejoin();
       this.note(`the backup catching up (${peer.peer}) went away at seq ${this.acked_seq}: still alone in epoch ${this.epoch}`);
     });
     this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: catching it up from seq ${next_seq} to ${this.gate.last_seq}`);
@@ -721,18 +720,19 @@ export class Primary extends ReplicaNode {
     const peer = this.peer;
     if (rejoin?.phase !== 'catching_up' || !peer?.isOpen) return;
     const cap = Math.min(FRAMES_BATCH_BYTES_MAX, this.options.message_bytes_max ?? FRAMES_BATCH_BYTES_MAX);
-    while (rejoin.next < this.history.length && peer.bufferedBytes < CATCHUP_BUFFER_BYTES) {
-      const batch: Uint8Array[] = [];
-      let bytes = 0;
-      while (rejoin.next < this.history.length && (batch.length === 0 || bytes + this.history[rejoin.next]!.bytes.length <= cap)) {
-        const f = this.history[rejoin.next++]!;
-        batch.push(f.bytes);
-        bytes += f.bytes.length;
-        this.sent_seq = f.lastSeq;
-      }
-      peer.sendParts(MessageType.FRAMES, batch);
+    while (peer.bufferedBytes < CATCHUP_BUFFER_BYTES) {
+      const frames = rejoin.reader.next(cap);
+      if (frames.length === 0) return; // sent all there is: new frames come through onFrame
+      peer.sendParts(MessageType.FRAMES, frames.map((f) => f.bytes));
+      this.sent_seq = frames.at(-1)!.lastSeq;
     }
-    if (rejoin.next < this.history.length) peer.whenDrained(() => this.pumpCatchup());
+    peer.whenDrained(() => this.pumpCatchup());
+  }
+
+  /** Stops a catch-up in progress (its reader holds the log file open). */
+  private endRejoin(): void {
+    if (this.rejoin?.phase === 'catching_up') this.rejoin.reader.close();
+    this.rejoin = undefined;
   }
 
   /**
@@ -746,14 +746,17 @@ export class Primary extends ReplicaNode {
     if (!rejoin || !peer?.isOpen || this.role !== 'primary') return;
     const head = this.gate.last_seq;
     if (rejoin.phase === 'catching_up') {
-      if (rejoin.next < this.history.length || !this.progress_known) return;
+      if (this.sent_seq < head || !this.progress_known) return;
       if (head - this.acked_seq > SYNC_SLACK_ENTRIES || head - this.backup_replayed_seq > SYNC_SLACK_ENTRIES) return;
+      // From here frames go out as to any backup, and those not acked yet are kept for a reconnection.
+      const rest = this.history.reader(this.acked_seq + 1, head);
+      this.retained = rest ? rest.next(Infinity) : [];
+      rest?.close();
+      this.endRejoin();
       this.rejoin = { phase: 'syncing', released: this.gate.released_seq };
       this.solo = false;
       this.peer_ever = true;
       this.last_heard_ms = performance.now();
-      // From here frames go out as to any backup, and those not acked yet are kept for a reconnection.
-      this.retained = this.history.filter((f) => f.lastSeq > this.acked_seq);
       this.retained_bytes = this.retained.reduce((n, f) => n + f.bytes.length, 0);
       this.dropped_seq = this.acked_seq;
       this.unsent = [];
@@ -831,7 +834,7 @@ export class Primary extends ReplicaNode {
     this.epoch = this.epoch + 1;
     this.solo = true;
     this.role = 'primary';
-    this.rejoin = undefined;
+    this.endRejoin();
     this.retained = [];
     this.retained_bytes = 0;
     this.note(`won epoch ${this.epoch}: going on without a backup`);

@@ -31,7 +31,8 @@ describe('protection restored after a failover', () => {
     const common = ['--arbiter', arbiter, '--secret-file', secret, ...nodeTiming];
     const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${cP}`, '--replication', `127.0.0.1:${rP}`, ...common]);
     await until(() => primary.stderr().includes('primary: ready in epoch 1'), 'the primary to be ready');
-    const b1 = ftwasm(['backup', kv, '--primary', `127.0.0.1:${rP}`, '--clients', `127.0.0.1:${cB1}`, '--replication', `127.0.0.1:${rB1}`, ...common]);
+    // b1 writes its log (--log), so the new backup is caught up from that file.
+    const b1 = ftwasm(['backup', kv, '--primary', `127.0.0.1:${rP}`, '--clients', `127.0.0.1:${cB1}`, '--replication', `127.0.0.1:${rB1}`, '--log', join(dir, 'b1.ftwlog'), ...common]);
     await until(() => b1.stderr().includes('connected to the primary'), 'the first backup to connect');
 
     const sessions = 3;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { openArbiter, type Arbiter } from '../../host/arbiter/index.ts';
 import { instrument } from '../../host/instrument/index.ts';
 import { FtClient } from '../../host/net/index.ts';
-import { LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
+import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
 import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
 import { freePort } from '../../host/cli/procs.ts';
 
@@ -105,11 +105,14 @@ describe('a backup joining a primary that went on alone', () => {
     expect(replayed.icount).toBe(result.icount);
   });
 
-  it('a backup that went live (with a replication address) serves a new backup the same way, which takes over in turn', async () => {
+  it('a backup that went live (with a replication address) serves a new backup the same way, from its log file, which takes over in turn', async () => {
     const a = await arbiter();
     const p = await startPrimary({ module, arbiter: a, secret: SECRET });
     cleanups.push(() => p.close());
-    const b1 = await backupOf(p, a, { replication: {} });
+    // b1 keeps its log in a file (as `ftwasm backup --log`), and serves a joining backup from it, not from memory.
+    const archive = LogArchive.create(join(scratch, `b1-${stores}.ftwlog`), { moduleHash: new Uint8Array(32), ftwasmVersion: 'test' });
+    cleanups.push(() => archive.close());
+    const b1 = await backupOf(p, a, { replication: {}, history: new FileHistory(archive), onLogFrames: (bytes, first, last) => archive.append(bytes, first, last) });
     const c1 = client(p.clientAddress(), b1.clientAddress());
     for (let i = 1; i <= 10; i++) expect(await incr(c1, 'z')).toBe(`VALUE ${i}\n`);
     expect(b1.replicationAddress()).toBeUndefined(); // only once live
@@ -123,6 +126,7 @@ describe('a backup joining a primary that went on alone', () => {
     const b2 = await startBackup({ module, arbiter: a, secret: SECRET, primary: b1.replicationAddress()!, onLogFrames: (bytes) => frames.push(bytes) });
     cleanups.push(() => b2.close());
     await until(() => !b1.state().solo && b1.state().rejoin === undefined && b2.state().synced === true, 'the new backup to be synced');
+    expect(archive.lastSeq).toBe(b1.state().last_seq); // the file b2 was served from holds the whole log
     const c2 = client(b1.clientAddress(), b2.clientAddress());
     for (let i = 101; i <= 110; i++) expect(await incr(c2, 'z')).toBe(`VALUE ${i}\n`);
     expect(b1.state().acked_seq).toBe(b1.state().last_seq);
@@ -143,7 +147,7 @@ describe('a backup joining a primary that went on alone', () => {
     const c = client(p.clientAddress());
     for (let i = 1; i <= 200; i++) expect(await incr(c, 'y')).toBe(`VALUE ${i}\n`);
     const b = await backupOf(p, a);
-    expect(await b.halted).toMatch(/the primary refused this backup: .*history_bytes_max: a new backup needs state transfer/);
+    expect(await b.halted).toMatch(/the primary refused this backup: .*the log passed history_bytes_max = 4096 bytes: a new backup needs state transfer/);
     expect(p.state()).toMatchObject({ solo: true, role: 'primary' });
   });
 });

@@ -1,0 +1,142 @@
+// A node's whole log, from seq 1, for catching a joining backup up: in memory (bounded), or read back from
+// the node's `--log` file (bounded by that file's limit), frame by frame from the 48-byte frame headers.
+import { closeSync, openSync, readSync } from 'node:fs';
+import type { LogArchive } from './archive.ts';
+
+export interface HistoryFrame {
+  bytes: Uint8Array;
+  firstSeq: number;
+  lastSeq: number;
+}
+
+/** Reads the history forward from a seq; `next` returns whole frames written so far (none when caught up). */
+export interface HistoryReader {
+  next(bytes_max: number): HistoryFrame[];
+  close(): void;
+}
+
+export interface LogHistory {
+  /** Every frame from seq 1 is held (false once a bound was passed: a joining backup is then refused). */
+  readonly complete: boolean;
+  /** Why it is not complete. */
+  readonly gone: string | undefined;
+  /** A frame the node holds now, in seq order (the file history has it written already). */
+  add(frame: HistoryFrame): void;
+  /** A reader from `fromSeq`, which must start a frame or be one past the last seq; undefined otherwise. */
+  reader(fromSeq: number, lastSeq: number): HistoryReader | undefined;
+}
+
+/** The history in memory, up to bytes_max; past it, dropped for good. */
+export class MemoryHistory implements LogHistory {
+  private frames: HistoryFrame[] = [];
+  private bytes = 0;
+  gone: string | undefined;
+
+  constructor(private readonly bytes_max: number) {}
+
+  get complete(): boolean {
+    return this.gone === undefined;
+  }
+
+  add(frame: HistoryFrame): void {
+    if (this.gone !== undefined) return;
+    this.frames.push(frame);
+    this.bytes += frame.bytes.length;
+    if (this.bytes <= this.bytes_max) return;
+    this.frames = [];
+    this.bytes = 0;
+    this.gone = `the log passed history_bytes_max = ${this.bytes_max} bytes`;
+  }
+
+  reader(fromSeq: number, lastSeq: number): HistoryReader | undefined {
+    if (this.gone !== undefined) return undefined;
+    let i = fromSeq === lastSeq + 1 ? this.frames.length : this.frames.findIndex((f) => f.firstSeq === fromSeq);
+    if (i < 0) return undefined;
+    return {
+      next: (bytes_max) => {
+        const out: HistoryFrame[] = [];
+        let bytes = 0;
+        // `this.frames` is read anew each time: frames added since are served too.
+        while (i < this.frames.length && (out.length === 0 || bytes + this.frames[i]!.bytes.length <= bytes_max)) {
+          const f = this.frames[i++]!;
+          out.push(f);
+          bytes += f.bytes.length;
+        }
+        return out;
+      },
+      close: () => undefined,
+    };
+  }
+}
+
+const FRAME_HEADER_BYTES = 48;
+
+/**
+ * The history read back from the node's `--log` file (a LogArchive, written synchronously as frames come):
+ * nothing of it is kept in memory. A reader walks the file by frame headers (magic, body length, seqs).
+ */
+export class FileHistory implements LogHistory {
+  constructor(private readonly archive: LogArchive) {}
+
+  get gone(): string | undefined {
+    return this.archive.failure;
+  }
+
+  get complete(): boolean {
+    return this.archive.failure === undefined;
+  }
+
+  add(_frame: HistoryFrame): void {}
+
+  reader(fromSeq: number, lastSeq: number): HistoryReader | undefined {
+    if (!this.complete) return undefined;
+    const archive = this.archive;
+    const fd = openSync(archive.path, 'r');
+    const head = Buffer.alloc(FRAME_HEADER_BYTES);
+    const readHead = (at: number): { length: number; firstSeq: number; lastSeq: number } => {
+      if (readSync(fd, head, 0, FRAME_HEADER_BYTES, at) !== FRAME_HEADER_BYTES || head.toString('latin1', 0, 4) !== 'FTWF') {
+        throw new Error(`log file ${archive.path}: no frame header at byte ${at}`);
+      }
+      return { length: FRAME_HEADER_BYTES + head.readUInt32LE(4), firstSeq: Number(head.readBigUInt64LE(8)), lastSeq: Number(head.readBigUInt64LE(16)) };
+    };
+    // Find the frame that starts at fromSeq by its headers (a backup asks from 1, or where a read of it ended).
+    let at = archive.headerBytes;
+    try {
+      if (fromSeq === lastSeq + 1) at = archive.bytesWritten;
+      else {
+        for (;;) {
+          if (at >= archive.bytesWritten) return closeSync(fd), undefined;
+          const h = readHead(at);
+          if (h.firstSeq === fromSeq) break;
+          if (h.firstSeq > fromSeq) return closeSync(fd), undefined;
+          at += h.length;
+        }
+      }
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+    let open = true;
+    return {
+      next: (bytes_max) => {
+        const out: HistoryFrame[] = [];
+        let bytes = 0;
+        while (open && at + FRAME_HEADER_BYTES <= archive.bytesWritten) {
+          const h = readHead(at);
+          if (at + h.length > archive.bytesWritten) break; // the rest of it is not written yet
+          if (out.length > 0 && bytes + h.length > bytes_max) break;
+          const frame = new Uint8Array(h.length);
+          if (readSync(fd, frame, 0, h.length, at) !== h.length) throw new Error(`log file ${archive.path}: frame at byte ${at} is cut short`);
+          out.push({ bytes: frame, firstSeq: h.firstSeq, lastSeq: h.lastSeq });
+          bytes += h.length;
+          at += h.length;
+        }
+        return out;
+      },
+      close: () => {
+        if (open) closeSync(fd);
+        open = false;
+      },
+    };
+  }
+}
