@@ -4,8 +4,8 @@
 //
 //   1. a primary alone (backup_wait_ms 0) serves a saturating kv load (get90) for BUILD_MS: the log to catch
 //      up on, and the throughput alone;
-//   2. a backup joins (in this process, log channel on loopback) while the load goes on; timed until the
-//      primary says it is protected again (SYNCED sent): catch-up time, entries and log bytes replayed;
+//   2. a backup joins while the load goes on (in this process, then, in a second run, as an `ftwasm backup`
+//      process; log channel on loopback); timed until the primary is protected again (SYNCED sent);
 //   3. the same load for WINDOW_MS with the pair protected (outputs wait for the backup's acks).
 //
 //   node bench/catchup.mjs [--quick]
@@ -14,6 +14,8 @@
 import { machineFacts } from './common.mjs';
 import { POOL, WORKLOADS, pool, setupPayloads } from './kv-workloads.mjs';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { FtClient, instrument, openFileArbiter, startBackup, startPrimary } from 'ftwasm';
@@ -40,6 +42,17 @@ async function until(cond, what, timeout_ms) {
   }
 }
 
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** A saturating load that runs until stop(); answers() counts replies so far. */
 function load(clients, payloads) {
   let answered = 0;
@@ -64,57 +77,80 @@ async function rateOver(l, ms) {
 
 const workload = WORKLOADS.find((w) => w.name === 'get90');
 const module = new WebAssembly.Module(instrument(readFileSync(join(root, 'build/guest/kv.wasm'))));
-mkdirSync(join(scratch, 'arbiter'));
-const arbiter = await openFileArbiter(join(scratch, 'arbiter'), { deployment: 'catchup' });
-let logBytes = 0;
-const primary = await startPrimary({ module, arbiter, secret: SECRET, backup_wait_ms: 0, onLogFrames: (b) => (logBytes += b.length) });
-await new Promise((r) => primary.once('live', r));
-const servers = [primary.clientAddress()].map(({ host, port }) => `${host}:${port}`);
-const clients = Array.from({ length: SESSIONS }, () => new FtClient({ servers }));
-for (const p of setupPayloads(workload)) await clients[0].call(p);
-const l = load(clients, pool(workload, 7));
+const cli = join(root, 'dist/cli.js');
+const secretFile = join(scratch, 'secret');
+writeFileSync(secretFile, Buffer.from(SECRET));
 
-// 1. Alone: build the log, then measure.
-await sleep(BUILD_MS - WINDOW_MS);
-const alone = await rateOver(l, WINDOW_MS);
-const joinSeq = primary.state().last_seq;
-const joinBytes = logBytes;
+/** One run: a primary alone under load, then a backup joining (in this process or as `ftwasm backup`). */
+async function run(variant) {
+  const dir = join(scratch, `arbiter-${variant}`);
+  mkdirSync(dir);
+  const arbiter = await openFileArbiter(dir, { deployment: 'catchup' });
+  let logBytes = 0;
+  const primary = await startPrimary({ module, arbiter, secret: SECRET, backup_wait_ms: 0, onLogFrames: (b) => (logBytes += b.length) });
+  await new Promise((r) => primary.once('live', r));
+  const servers = [primary.clientAddress()].map(({ host, port }) => `${host}:${port}`);
+  const clients = Array.from({ length: SESSIONS }, () => new FtClient({ servers }));
+  for (const p of setupPayloads(workload)) await clients[0].call(p);
+  const l = load(clients, pool(workload, 7));
 
-// 2. A backup joins while the load goes on.
-let caughtUpCount = 0;
-const t0 = performance.now();
-const a0 = l.answers();
-const backup = await startBackup({ module, arbiter, secret: SECRET, primary: primary.replicationAddress() });
-await until(() => primary.state().rejoin === undefined && !primary.state().solo && backup.state().synced === true, 'the backup to be synced', CATCHUP_MS_MAX);
-const catchupMs = performance.now() - t0;
-const during = (l.answers() - a0) / (catchupMs / 1000);
-caughtUpCount = backup.state().acked_seq;
+  // 1. Alone: build the log, then measure.
+  await sleep(BUILD_MS - WINDOW_MS);
+  const alone = await rateOver(l, WINDOW_MS);
+  const joinSeq = primary.state().last_seq;
+  const joinBytes = logBytes;
 
-// 3. Protected.
-const protectedRate = await rateOver(l, WINDOW_MS);
-await l.stop();
-for (const c of clients) await c.close();
-const state = primary.state();
-await backup.close();
-await primary.close();
-await arbiter.close();
+  // 2. A backup joins while the load goes on.
+  const t0 = performance.now();
+  const a0 = l.answers();
+  let backup;
+  let child;
+  if (variant === 'in-process') {
+    backup = await startBackup({ module, arbiter, secret: SECRET, primary: primary.replicationAddress() });
+  } else {
+    const r = primary.replicationAddress();
+    child = spawn(process.execPath, [cli, 'backup', join(root, 'build/guest/kv.wasm'), '--primary', `${r.host}:${r.port}`, '--clients', `127.0.0.1:${await freePort()}`, '--arbiter', `file:${dir}`, '--deployment', 'catchup', '--secret-file', secretFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err = (err + d).slice(-2000)));
+    child.once('exit', (code) => code !== null && code !== 0 && console.error(`ftwasm backup exited ${code}: ${err}`));
+  }
+  await until(() => primary.state().rejoin === undefined && !primary.state().solo, 'the backup to be synced', CATCHUP_MS_MAX);
+  const catchupMs = performance.now() - t0;
+  const during = (l.answers() - a0) / (catchupMs / 1000);
+  const caughtUp = primary.state().acked_seq;
 
-const recordEntriesPerS = joinSeq / (BUILD_MS / 1000); // the log's growth while alone (includes the warm-up)
+  // 3. Protected.
+  const protectedRate = await rateOver(l, WINDOW_MS);
+  await l.stop();
+  for (const c of clients) await c.close();
+  const state = primary.state();
+  if (backup) await backup.close();
+  if (child) child.kill('SIGKILL');
+  await primary.close();
+  await arbiter.close();
+  const recordEntriesPerS = joinSeq / (BUILD_MS / 1000); // the log's growth while alone (warm-up included)
+  return {
+    variant,
+    join: { seq: joinSeq, log_bytes: joinBytes },
+    catchup: {
+      ms: Math.round(catchupMs),
+      entries_acked_at_sync: caughtUp,
+      entries_per_s: Math.round(caughtUp / (catchupMs / 1000)),
+      speed_vs_recording: +(caughtUp / (catchupMs / 1000) / recordEntriesPerS).toFixed(2),
+    },
+    throughput_req_per_s: { alone: Math.round(alone), during_catchup: Math.round(during), protected: Math.round(protectedRate) },
+    ratios: { during_catchup_vs_alone: +(during / alone).toFixed(2), protected_vs_alone: +(protectedRate / alone).toFixed(2) },
+    final_state: { last_seq: state.last_seq, epoch: state.epoch },
+  };
+}
+
+const runs = [];
+for (const variant of ['in-process', 'process']) runs.push(await run(variant));
 const results = {
   benchmark: 'catchup',
   machine: machineFacts(),
-  config: { quick, build_ms: BUILD_MS, window_ms: WINDOW_MS, sessions: SESSIONS, calls_outstanding_per_session: WINDOW, workload: workload.name, backup: 'in this process, log channel on 127.0.0.1' },
-  join: { seq: joinSeq, log_bytes: joinBytes },
-  catchup: {
-    ms: Math.round(catchupMs),
-    entries_acked_at_sync: caughtUpCount,
-    entries_per_s: Math.round(caughtUpCount / (catchupMs / 1000)),
-    log_mb_per_s: +((caughtUpCount / Math.max(1, joinSeq)) * joinBytes / 1e6 / (catchupMs / 1000)).toFixed(1),
-    speed_vs_recording: +(caughtUpCount / (catchupMs / 1000) / recordEntriesPerS).toFixed(2),
-  },
-  throughput_req_per_s: { alone: Math.round(alone), during_catchup: Math.round(during), protected: Math.round(protectedRate) },
-  ratios: { during_catchup_vs_alone: +(during / alone).toFixed(2), protected_vs_alone: +(protectedRate / alone).toFixed(2) },
-  final_state: { last_seq: state.last_seq, epoch: state.epoch },
+  config: { quick, build_ms: BUILD_MS, window_ms: WINDOW_MS, sessions: SESSIONS, calls_outstanding_per_session: WINDOW, workload: workload.name, primary_and_clients: 'this process', backup: 'in this process, or an `ftwasm backup` child process; log channel on 127.0.0.1' },
+  runs,
 };
 console.log(JSON.stringify(results, null, 2));
 if (!quick) {
@@ -122,18 +158,19 @@ if (!quick) {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'catchup.json'), `${JSON.stringify(results, null, 2)}\n`);
   const m = results.machine;
+  const row = (label, f) => `| ${label} | ${runs.map(f).join(' | ')} |`;
   const md = [
-    '| measure | value |',
-    '| --- | ---: |',
-    `| log at join: entries / bytes | ${joinSeq} / ${joinBytes} |`,
-    `| catch-up time (join -> SYNCED) | ${results.catchup.ms} ms |`,
-    `| entries caught up per second | ${results.catchup.entries_per_s} (${results.catchup.log_mb_per_s} MB/s of log) |`,
-    `| catch-up speed / the log's recording speed | ${results.catchup.speed_vs_recording}x |`,
-    `| throughput alone (get90, 8 x 32 outstanding) | ${results.throughput_req_per_s.alone} req/s |`,
-    `| throughput during catch-up (ratio to alone) | ${results.throughput_req_per_s.during_catchup} req/s (${results.ratios.during_catchup_vs_alone}) |`,
-    `| throughput protected again (ratio to alone) | ${results.throughput_req_per_s.protected} req/s (${results.ratios.protected_vs_alone}) |`,
+    `| measure | ${runs.map((r) => `backup ${r.variant}`).join(' | ')} |`,
+    `| --- | ${runs.map(() => '---:').join(' | ')} |`,
+    row('log at join: entries / MB', (r) => `${r.join.seq} / ${(r.join.log_bytes / 1e6).toFixed(1)}`),
+    row('catch-up time (join -> SYNCED), ms', (r) => r.catchup.ms),
+    row('entries caught up per second', (r) => r.catchup.entries_per_s),
+    row("catch-up speed / the log's recording speed", (r) => `${r.catchup.speed_vs_recording}x`),
+    row('throughput alone, req/s (get90, 8 x 32 outstanding)', (r) => r.throughput_req_per_s.alone),
+    row('throughput during catch-up, req/s (ratio to alone)', (r) => `${r.throughput_req_per_s.during_catchup} (${r.ratios.during_catchup_vs_alone})`),
+    row('throughput protected again, req/s (ratio to alone)', (r) => `${r.throughput_req_per_s.protected} (${r.ratios.protected_vs_alone})`),
     '',
-    `Measured by \`node bench/catchup.mjs\` on ${m.cpu ?? m.cpuModel ?? 'this machine'}, ${m.cores ?? os.cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; primary, backup and clients in one process.`,
+    `Measured by \`node bench/catchup.mjs\` on ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date.slice(0, 10)}; the primary and the clients in one process, the backup in it too or as an \`ftwasm backup\` process; load average ${m.loadAverageStart} at the start.`,
   ].join('\n');
   writeFileSync(join(dir, 'catchup.md'), `${md}\n`);
 }
