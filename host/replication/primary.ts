@@ -14,7 +14,7 @@ import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
-import { MemoryHistory, type HistoryReader, type LogHistory } from './history.ts';
+import { MemoryHistory, type HistoryFrame, type HistoryReader, type LogHistory } from './history.ts';
 
 export interface Endpoint {
   host?: string;
@@ -186,11 +186,8 @@ export function checkLoopback(host: string, allow: boolean | undefined, what: st
   }
 }
 
-export interface RetainedFrame {
-  bytes: Uint8Array;
-  firstSeq: number;
-  lastSeq: number;
-}
+/** A sealed frame as it is kept and sent: its bytes and the seqs of its first and last entry. */
+export type RetainedFrame = HistoryFrame;
 
 /** What a backup that went live hands to Primary.adopt. */
 export interface AdoptedNode {
