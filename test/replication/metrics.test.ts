@@ -1,31 +1,12 @@
 // Prometheus metrics of a primary and its backup: scraped over HTTP on 127.0.0.1, the values follow the nodes'
 // state as requests go through and the backup takes over.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { openArbiter } from '../../host/arbiter/index.ts';
-import { instrument } from '../../host/instrument/index.ts';
-import { FtClient } from '../../host/net/index.ts';
-import { nodeMetrics, serveMetrics, startBackup, startPrimary } from '../../host/replication/index.ts';
+import { nodeMetrics, serveMetrics } from '../../host/replication/index.ts';
+import { replicationFixture, text, WAIT_MS_MAX } from './support.ts';
 
-const root = new URL('../..', import.meta.url).pathname;
-const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
-const WAIT_MS_MAX = 15_000;
-let module: WebAssembly.Module;
-let scratch = '';
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(() => {
-  module = new WebAssembly.Module(instrument(readFileSync(join(root, 'build/guest/kv.wasm'))));
-  scratch = mkdtempSync(join(tmpdir(), 'ftwasm-metrics-'));
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const fx = replicationFixture('metrics');
 
 function get(port: number, path: string, method = 'GET'): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
@@ -67,23 +48,19 @@ async function until(cond: () => boolean | Promise<boolean>, what: string): Prom
   }
 }
 
-const text = (s: string) => new TextEncoder().encode(s);
 
 describe('metrics', () => {
   it('follow a primary and its backup through requests and a failover', async () => {
-    const a = await openArbiter(`file:${scratch}`, { deployment: 'metrics' });
-    cleanups.push(() => a.close());
-    const p = await startPrimary({ module, arbiter: a, secret: SECRET });
-    cleanups.push(() => p.close());
-    const b = await startBackup({ module, arbiter: a, secret: SECRET, primary: p.replicationAddress() });
-    cleanups.push(() => b.close());
+    const a = await fx.arbiter();
+    const p = await fx.primary({ arbiter: a });
+    const b = await fx.backupOf(p, a);
     const pm = await serveMetrics(nodeMetrics(p, { processMetrics: true }));
     const bm = await serveMetrics(nodeMetrics(b));
-    cleanups.push(() => pm.close(), () => bm.close());
+    fx.cleanup(() => pm.close());
+    fx.cleanup(() => bm.close());
     expect(pm.address().host).toBe('127.0.0.1');
 
-    const c = new FtClient({ servers: [p.clientAddress(), b.clientAddress()].map((s) => `${s.host}:${s.port}`), backoff_ms_max: 100 });
-    cleanups.push(() => c.close());
+    const c = fx.client(p.clientAddress(), b.clientAddress());
     for (let i = 0; i < 10; i++) await c.call(text('INCR m'));
     await until(() => b.state().acked_seq === p.state().last_seq, 'the backup to ack everything');
 
@@ -131,7 +108,7 @@ describe('metrics', () => {
     };
     nodeMetrics(node, { registry, labels: { node: 'b1' } });
     const server = await serveMetrics(registry);
-    cleanups.push(() => server.close());
+    fx.cleanup(() => server.close());
     const port = server.address().port;
     const page = samples((await get(port, '/metrics')).body);
     expect(page.get('ftwasm_epoch{node="b1"}')).toBe(3);

@@ -1,74 +1,28 @@
 // A backup that joins a primary which went on alone: it catches up from seq 1 while the primary keeps
 // serving, the pair is protected again, and a later failover to it loses nothing. A backup that loses its
 // primary before it was told SYNCED halts instead of taking over.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openArbiter, type Arbiter } from '../../host/arbiter/index.ts';
-import { instrument } from '../../host/instrument/index.ts';
 import { FtClient } from '../../host/net/index.ts';
-import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
+import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup } from '../../host/replication/index.ts';
 import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
 import { freePort } from '../../host/cli/procs.ts';
+import { SECRET, replicationFixture, str, text, until } from './support.ts';
 
-const root = new URL('../..', import.meta.url).pathname;
-const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
-const WAIT_MS_MAX = 15_000;
-let module: WebAssembly.Module;
-let scratch = '';
-let stores = 0;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(() => {
-  module = new WebAssembly.Module(instrument(readFileSync(join(root, 'build/guest/kv.wasm'))));
-  scratch = mkdtempSync(join(tmpdir(), 'ftwasm-rejoin-'));
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-async function arbiter(): Promise<Arbiter> {
-  const a = await openArbiter(`file:${scratch}`, { deployment: `r${++stores}` });
-  cleanups.push(() => a.close());
-  return a;
-}
-
-async function backupOf(p: Primary, a: Arbiter, options: Partial<Parameters<typeof startBackup>[0]> = {}): Promise<Backup> {
-  const b = await startBackup({ module, arbiter: a, secret: SECRET, primary: p.replicationAddress(), ...options });
-  cleanups.push(() => b.close());
-  return b;
-}
-
-function client(...servers: Array<{ host: string; port: number }>): FtClient {
-  const c = new FtClient({ servers: servers.map((s) => `${s.host}:${s.port}`), backoff_ms_max: 100 });
-  cleanups.push(() => c.close());
-  return c;
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > WAIT_MS_MAX) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const text = (s: string) => new TextEncoder().encode(s);
-const str = (b: Uint8Array) => new TextDecoder().decode(b);
+const fx = replicationFixture('rejoin');
+let files = 0;
 const incr = async (c: FtClient, key: string) => str(await c.call(text(`INCR ${key}`)));
 
 describe('a backup joining a primary that went on alone', () => {
   it('catches up from seq 1 while the primary serves, protects it again, and takes over with every output', async () => {
-    const a = await arbiter();
-    const p = await startPrimary({ module, arbiter: a, secret: SECRET });
-    cleanups.push(() => p.close());
-    const b1 = await backupOf(p, a);
+    const a = await fx.arbiter();
+    const p = await startPrimary({ module: fx.module, arbiter: a, secret: SECRET });
+    fx.cleanup(() => p.close());
+    const b1 = await fx.backupOf(p, a);
     // The session of c1 is opened in epoch 1 and used again after two epochs more, on b2 (its port known now).
     const b2port = await freePort();
-    const c1 = client(p.clientAddress(), { host: '127.0.0.1', port: b2port });
+    const c1 = fx.client(p.clientAddress(), { host: '127.0.0.1', port: b2port });
     for (let i = 1; i <= 10; i++) expect(await incr(c1, 'x')).toBe(`VALUE ${i}\n`);
     await b1.close();
     expect(await new Promise((r) => p.once('live', r))).toBe(2);
@@ -78,7 +32,7 @@ describe('a backup joining a primary that went on alone', () => {
     const notes: string[] = [];
     p.on('note', (t) => notes.push(t));
     const frames: Uint8Array[] = [];
-    const b2 = await backupOf(p, a, { onLogFrames: (bytes) => frames.push(bytes), clients: { port: b2port } });
+    const b2 = await fx.backupOf(p, a, { onLogFrames: (bytes) => frames.push(bytes), clients: { port: b2port } });
     await until(() => !p.state().solo && p.state().rejoin === undefined && b2.state().synced === true, 'the joining backup to be synced');
     expect(b2.state()).toMatchObject({ role: 'backup', epoch: 2 });
     expect(b2.state().acked_seq).toBeGreaterThanOrEqual(p.state().released_seq);
@@ -87,7 +41,7 @@ describe('a backup joining a primary that went on alone', () => {
     expect(phases).toEqual(['catching_up', 'syncing', 'protected']);
 
     // Protected again: an output now waits for b2's ack, and the primary's death fails over to b2.
-    const c2 = client(p.clientAddress(), b2.clientAddress());
+    const c2 = fx.client(p.clientAddress(), b2.clientAddress());
     for (let i = 201; i <= 210; i++) expect(await incr(c2, 'x')).toBe(`VALUE ${i}\n`);
     expect(p.state().acked_seq).toBe(p.state().last_seq);
     await p.close();
@@ -100,20 +54,20 @@ describe('a backup joining a primary that went on alone', () => {
     // Its whole log (received from seq 1, then recorded) replays to its state.
     expect(b2.closeInput()).toBe(true);
     const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b2.once('exited', r));
-    const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(frames) }).run();
+    const replayed = new GuestCore({ module: fx.module, mode: 'replay', source: new FrameSource(frames) }).run();
     expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
     expect(replayed.icount).toBe(result.icount);
   });
 
   it('a backup that went live (with a replication address) serves a new backup the same way, from its log file, which takes over in turn', async () => {
-    const a = await arbiter();
-    const p = await startPrimary({ module, arbiter: a, secret: SECRET });
-    cleanups.push(() => p.close());
+    const a = await fx.arbiter();
+    const p = await startPrimary({ module: fx.module, arbiter: a, secret: SECRET });
+    fx.cleanup(() => p.close());
     // b1 keeps its log in a file (as `ftwasm backup --log`), and serves a joining backup from it, not from memory.
-    const archive = LogArchive.create(join(scratch, `b1-${stores}.ftwlog`), { moduleHash: new Uint8Array(32), ftwasmVersion: 'test' });
-    cleanups.push(() => archive.close());
-    const b1 = await backupOf(p, a, { replication: {}, history: new FileHistory(archive), onLogFrames: (bytes, first, last) => archive.append(bytes, first, last) });
-    const c1 = client(p.clientAddress(), b1.clientAddress());
+    const archive = LogArchive.create(join(fx.scratch, `b1-${++files}.ftwlog`), { moduleHash: new Uint8Array(32), ftwasmVersion: 'test' });
+    fx.cleanup(() => archive.close());
+    const b1 = await fx.backupOf(p, a, { replication: {}, history: new FileHistory(archive), onLogFrames: (bytes, first, last) => archive.append(bytes, first, last) });
+    const c1 = fx.client(p.clientAddress(), b1.clientAddress());
     for (let i = 1; i <= 10; i++) expect(await incr(c1, 'z')).toBe(`VALUE ${i}\n`);
     expect(b1.replicationAddress()).toBeUndefined(); // only once live
     await p.close();
@@ -123,11 +77,11 @@ describe('a backup joining a primary that went on alone', () => {
     expect(b1.state()).toMatchObject({ role: 'primary', epoch: 2, solo: true });
 
     const frames: Uint8Array[] = [];
-    const b2 = await startBackup({ module, arbiter: a, secret: SECRET, primary: b1.replicationAddress()!, onLogFrames: (bytes) => frames.push(bytes) });
-    cleanups.push(() => b2.close());
+    const b2 = await startBackup({ module: fx.module, arbiter: a, secret: SECRET, primary: b1.replicationAddress()!, onLogFrames: (bytes) => frames.push(bytes) });
+    fx.cleanup(() => b2.close());
     await until(() => !b1.state().solo && b1.state().rejoin === undefined && b2.state().synced === true, 'the new backup to be synced');
     expect(archive.lastSeq).toBe(b1.state().last_seq); // the file b2 was served from holds the whole log
-    const c2 = client(b1.clientAddress(), b2.clientAddress());
+    const c2 = fx.client(b1.clientAddress(), b2.clientAddress());
     for (let i = 101; i <= 110; i++) expect(await incr(c2, 'z')).toBe(`VALUE ${i}\n`);
     expect(b1.state().acked_seq).toBe(b1.state().last_seq);
     await b1.close();
@@ -135,18 +89,18 @@ describe('a backup joining a primary that went on alone', () => {
     for (let i = 111; i <= 120; i++) expect(await incr(c2, 'z')).toBe(`VALUE ${i}\n`);
     expect(b2.closeInput()).toBe(true);
     const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b2.once('exited', r));
-    const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(frames) }).run();
+    const replayed = new GuestCore({ module: fx.module, mode: 'replay', source: new FrameSource(frames) }).run();
     expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
   });
 
   it('is refused with a clear reason once the history passed history_bytes_max', async () => {
-    const a = await arbiter();
-    const p = await startPrimary({ module, arbiter: a, secret: SECRET, backup_wait_ms: 100, history_bytes_max: 4096 });
-    cleanups.push(() => p.close());
+    const a = await fx.arbiter();
+    const p = await startPrimary({ module: fx.module, arbiter: a, secret: SECRET, backup_wait_ms: 100, history_bytes_max: 4096 });
+    fx.cleanup(() => p.close());
     expect(await new Promise((r) => p.once('live', r))).toBe(2);
-    const c = client(p.clientAddress());
+    const c = fx.client(p.clientAddress());
     for (let i = 1; i <= 200; i++) expect(await incr(c, 'y')).toBe(`VALUE ${i}\n`);
-    const b = await backupOf(p, a);
+    const b = await fx.backupOf(p, a);
     expect(await b.halted).toMatch(/the primary refused this backup: .*the log passed history_bytes_max = 4096 bytes: a new backup needs state transfer/);
     expect(p.state()).toMatchObject({ solo: true, role: 'primary' });
   });
@@ -162,23 +116,23 @@ describe('a backup that was never told SYNCED', () => {
         peer.send(MessageType.HEARTBEAT, u64Payload(1));
         if (synced) peer.send(MessageType.SYNCED, u64Payload(0));
       });
-      cleanups.push(() => peer.close());
+      fx.cleanup(() => peer.close());
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    cleanups.push(() => server.close());
+    fx.cleanup(() => server.close());
     return { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port };
   }
 
   it('halts when its primary goes silent, instead of claiming an epoch; told SYNCED, it takes over', async () => {
-    const a = await arbiter();
+    const a = await fx.arbiter();
     for (let e = 1; e <= 5; e++) await a.claim(e, 'the fake primary');
-    const unsynced = await startBackup({ module, arbiter: a, secret: SECRET, primary: await silentPrimary(false), heartbeat_timeout_ms: 200 });
-    cleanups.push(() => unsynced.close());
+    const unsynced = await startBackup({ module: fx.module, arbiter: a, secret: SECRET, primary: await silentPrimary(false), heartbeat_timeout_ms: 200 });
+    fx.cleanup(() => unsynced.close());
     expect(await unsynced.halted).toMatch(/before it said SYNCED .*nothing safe to take over/);
     expect((await a.current())?.epoch).toBe(5);
 
-    const synced = await startBackup({ module, arbiter: a, secret: SECRET, primary: await silentPrimary(true), heartbeat_timeout_ms: 200 });
-    cleanups.push(() => synced.close());
+    const synced = await startBackup({ module: fx.module, arbiter: a, secret: SECRET, primary: await silentPrimary(true), heartbeat_timeout_ms: 200 });
+    fx.cleanup(() => synced.close());
     expect(await synced.live).toBe(6);
   });
 });

@@ -1,14 +1,10 @@
 // host/replication in one process: the channel's authentication, the output rule, log forwarding, a backup
 // that replays to the primary's state, and a failover when the primary goes away.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { openArbiter, type Arbiter } from '../../host/arbiter/index.ts';
-import { instrument } from '../../host/instrument/index.ts';
+import type { Arbiter } from '../../host/arbiter/index.ts';
 import { EntryKind, FrameReader, FrameWriter } from '../../host/log/index.ts';
-import { FtClient } from '../../host/net/index.ts';
+import type { FtClient } from '../../host/net/index.ts';
 import {
   LogPeer,
   MessageType,
@@ -19,62 +15,19 @@ import {
 } from '../../host/replication/index.ts';
 import { FrameSource, GuestCore, hex, MESSAGE_BYTES_MAX } from '../../host/vm/index.ts';
 import { RawConnection } from '../net/support.ts';
+import { SECRET, replicationFixture, str, text, until } from './support.ts';
 
-const root = new URL('../..', import.meta.url).pathname;
-const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
 const WRONG = new TextEncoder().encode('an entirely different secret 9876');
-const WAIT_MS_MAX = 15_000;
 const onEvent = process.env.FTWASM_DEBUG ? (t: string) => console.log(t) : undefined;
 
+const fx = replicationFixture('replication', onEvent);
 let module: WebAssembly.Module;
-let scratch = '';
-let stores = 0;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-
-beforeAll(() => {
-  module = new WebAssembly.Module(instrument(readFileSync(join(root, 'build/guest/kv.wasm'))));
-  scratch = mkdtempSync(join(tmpdir(), 'ftwasm-replication-'));
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-async function arbiter(): Promise<Arbiter> {
-  const a = await openArbiter(`file:${scratch}`, { deployment: `d${++stores}` });
-  cleanups.push(() => a.close());
-  return a;
-}
-
-async function primary(options: Partial<Parameters<typeof startPrimary>[0]> = {}): Promise<Primary> {
-  const p = await startPrimary({ module, arbiter: await arbiter(), secret: SECRET, ...(onEvent ? { onEvent } : {}), ...options });
-  cleanups.push(() => p.close());
-  return p;
-}
-
-async function backupOf(p: Primary, a: Arbiter, options: Partial<Parameters<typeof startBackup>[0]> = {}): Promise<Backup> {
-  const b = await startBackup({ module, arbiter: a, secret: SECRET, primary: p.replicationAddress(), ...(onEvent ? { onEvent: (t: string) => onEvent(`backup: ${t}`) } : {}), ...options });
-  cleanups.push(() => b.close());
-  return b;
-}
-
-function client(...servers: Array<{ host: string; port: number }>): FtClient {
-  const c = new FtClient({ servers: servers.map((s) => `${s.host}:${s.port}`), backoff_ms_max: 100 });
-  cleanups.push(() => c.close());
-  return c;
-}
-
-const text = (s: string) => new TextEncoder().encode(s);
-const str = (b: Uint8Array) => new TextDecoder().decode(b);
-
-/** Polls until cond() holds; fails after WAIT_MS_MAX. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > WAIT_MS_MAX) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+beforeAll(() => (module = fx.module)); // after the fixture's own beforeAll
+const cleanups = { push: (...cs: Array<() => unknown>): void => cs.forEach((c) => fx.cleanup(c)) };
+const arbiter = (): Promise<Arbiter> => fx.arbiter();
+const primary = (options: Partial<Parameters<typeof startPrimary>[0]> = {}): Promise<Primary> => fx.primary(options);
+const backupOf = (p: Primary, a: Arbiter, options: Partial<Parameters<typeof startBackup>[0]> = {}): Promise<Backup> => fx.backupOf(p, a, options);
+const client = (...servers: Array<{ host: string; port: number }>): FtClient => fx.client(...servers);
 
 function connectPeer(address: { host: string; port: number }, secret: Uint8Array): LogPeer {
   const peer = new LogPeer(net.connect(address), 'backup', { secret, epoch: () => 0 });
