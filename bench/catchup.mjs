@@ -11,11 +11,10 @@
 //   node bench/catchup.mjs [--quick]
 //
 // Writes bench/results/catchup.json and .md (full run only). Every wait is bounded in time.
-import { machineFacts } from './common.mjs';
+import { freePort, machineFacts } from './common.mjs';
 import { POOL, WORKLOADS, pool, setupPayloads } from './kv-workloads.mjs';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { FtClient, instrument, openFileArbiter, startBackup, startPrimary } from 'ftwasm';
@@ -40,17 +39,6 @@ async function until(cond, what, timeout_ms) {
     if (performance.now() - t0 > timeout_ms) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}`);
     await sleep(5);
   }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A saturating load that runs until stop(); answers() counts replies so far. */

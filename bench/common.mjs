@@ -1,5 +1,6 @@
 // What the benches share: a seeded generator, medians, percentiles and the facts of the machine a result
 // was measured on.
+import net from 'node:net';
 import os from 'node:os';
 
 /** xorshift32 in [0, 1): every run measures the same inputs. */
@@ -42,4 +43,16 @@ export function machineFacts() {
     loadAverageStart: +os.loadavg()[0].toFixed(2),
     date: new Date().toISOString(),
   };
+}
+
+/** A loopback port nobody listens on right now (bound to 0, then released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }

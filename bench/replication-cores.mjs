@@ -19,11 +19,10 @@
 // and backup, e.g. --cpu-prof), BENCH_LAG_MAX (the primary's --replay-lag-ms-max), BENCH_SESSIONS (client sessions, default 8), BENCH_DEBUG (print what
 // the nodes said). Needs taskset (util-linux) and 2 cores. Writes bench/results/replication-cores.json and
 // .md (full run of every workload only). All on 127.0.0.1; every wait is bounded in time.
-import { machineFacts, median, quantile } from './common.mjs';
+import { freePort, machineFacts, median, quantile } from './common.mjs';
 import { WORKLOADS } from './kv-workloads.mjs';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 
@@ -66,17 +65,6 @@ const scratch = mkdtempSync(join(os.tmpdir(), 'ftwasm-bench-cores-'));
 const secretFile = join(scratch, 'secret');
 writeFileSync(secretFile, 'bench replication secret, 32 bytes');
 const guest = join(root, 'build/guest/kv.wasm');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A child pinned to `cpu`; collects its stdout and stderr. */
 function pinned(cpu, args) {

@@ -11,11 +11,10 @@
 //
 // Every layer comes from the package (dist/index.js: run `npm run build` after changing host/), the same
 // bundle the `ftwasm` processes of the failover part and of the process backup run.
-import { median, quantile, rng } from './common.mjs';
+import { freePort, median, quantile, rng } from './common.mjs';
 import { POOL, WORKLOADS, closedLoop, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { ClientServer, FtClient, GuestRunner, instrument, openFileArbiter, startBackup, startPrimary } from 'ftwasm';
@@ -594,17 +593,6 @@ async function stop(p, signal = 'SIGKILL') {
     p.process.kill('SIGKILL');
     await within(p.exited, 5_000, 'exit').catch(() => undefined);
   }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = server.address().port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**

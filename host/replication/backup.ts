@@ -92,7 +92,6 @@ export class Backup extends ReplicaNode {
   private readonly session_epochs = new Map<number, number>();
   /** With options.replication: every frame from seq 1 while following (handed to the adopted primary when live). */
   private readonly history: LogHistory | undefined;
-  private history_noted = false;
   /** Once live with options.replication: the primary side (new backups), over this node's guest and clients. */
   private adopted: Primary | undefined;
   private queue_bytes = 0;
@@ -124,10 +123,7 @@ export class Backup extends ReplicaNode {
 
   /** Keeps a frame chunk for the history (whole frames, in seq order), while it is complete. */
   private keepHistory(bytes: Uint8Array, firstSeq: number, lastSeq: number): void {
-    if (this.history === undefined || lastSeq < firstSeq) return;
-    this.history.add({ bytes, firstSeq, lastSeq });
-    if (this.history.complete || this.history_noted) return;
-    this.history_noted = true;
+    if (this.history === undefined || lastSeq < firstSeq || !this.history.add({ bytes, firstSeq, lastSeq })) return;
     this.note(`${this.history.gone}: once live, this node cannot catch a new backup up (that needs state transfer)`);
   }
 
@@ -486,29 +482,14 @@ export class Backup extends ReplicaNode {
 
   /** Live, with options.replication: a Primary over this node's guest and clients serves new backups. */
   private async adoptPrimarySide(): Promise<void> {
-    const o = this.options;
     // From here the primary side takes the guest's frames and outputs (and keeps the history going).
     this.runner.off('send', this.onSend);
     this.runner.off('frame', this.onOwnFrame);
     try {
+      // The options both roles share go on as they are; the backup's own (primary, connect_timeout_ms, ...) stay.
+      const { primary: _primary, connect_timeout_ms: _connect, log_queue_bytes_max: _queue, onLogBytes: _bytes, ...shared } = this.options;
       const primary = await Primary.adopt(
-        {
-          module: o.module,
-          arbiter: o.arbiter,
-          secret: o.secret,
-          nodeId: this.nodeId,
-          replication: o.replication!,
-          ...(o.clients ? { clients: o.clients } : {}),
-          ...(o.heartbeat_interval_ms !== undefined ? { heartbeat_interval_ms: o.heartbeat_interval_ms } : {}),
-          ...(o.heartbeat_timeout_ms !== undefined ? { heartbeat_timeout_ms: o.heartbeat_timeout_ms } : {}),
-          ...(o.message_bytes_max !== undefined ? { message_bytes_max: o.message_bytes_max } : {}),
-          ...(o.held_outputs_max !== undefined ? { held_outputs_max: o.held_outputs_max } : {}),
-          ...(o.history_bytes_max !== undefined ? { history_bytes_max: o.history_bytes_max } : {}),
-          ...(o.retained_bytes_max !== undefined ? { retained_bytes_max: o.retained_bytes_max } : {}),
-          ...(o.replay_lag_ms_max !== undefined ? { replay_lag_ms_max: o.replay_lag_ms_max } : {}),
-          ...(o.onLogFrames ? { onLogFrames: o.onLogFrames } : {}),
-          onEvent: (text) => this.note(text),
-        },
+        { ...shared, nodeId: this.nodeId, replication: this.options.replication!, onEvent: (text) => this.note(text) },
         { epoch: this.epoch, runner: this.runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history! },
       );
       if (this.role !== 'primary') return void (await primary.close());

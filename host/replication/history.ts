@@ -20,8 +20,8 @@ export interface LogHistory {
   readonly complete: boolean;
   /** Why it is not complete. */
   readonly gone: string | undefined;
-  /** A frame the node holds now, in seq order (the file history has it written already). */
-  add(frame: HistoryFrame): void;
+  /** A frame the node holds now, in seq order (the file history has it written already). True once: when it made the history incomplete. */
+  add(frame: HistoryFrame): boolean;
   /** A reader from `fromSeq`, which must start a frame or be one past the last seq; undefined otherwise. */
   reader(fromSeq: number, lastSeq: number): HistoryReader | undefined;
 }
@@ -38,14 +38,15 @@ export class MemoryHistory implements LogHistory {
     return this.gone === undefined;
   }
 
-  add(frame: HistoryFrame): void {
-    if (this.gone !== undefined) return;
+  add(frame: HistoryFrame): boolean {
+    if (this.gone !== undefined) return false;
     this.frames.push(frame);
     this.bytes += frame.bytes.length;
-    if (this.bytes <= this.bytes_max) return;
+    if (this.bytes <= this.bytes_max) return false;
     this.frames = [];
     this.bytes = 0;
     this.gone = `the log passed history_bytes_max = ${this.bytes_max} bytes`;
+    return true;
   }
 
   reader(fromSeq: number, lastSeq: number): HistoryReader | undefined {
@@ -86,7 +87,14 @@ export class FileHistory implements LogHistory {
     return this.archive.failure === undefined;
   }
 
-  add(_frame: HistoryFrame): void {}
+  private told = false;
+
+  /** The archive wrote the frame already; true once, at the first frame after the archive stopped. */
+  add(_frame: HistoryFrame): boolean {
+    if (this.told || this.archive.failure === undefined) return false;
+    this.told = true;
+    return true;
+  }
 
   reader(fromSeq: number, lastSeq: number): HistoryReader | undefined {
     if (!this.complete) return undefined;

@@ -227,7 +227,6 @@ export class Primary extends ReplicaNode {
   private retained: RetainedFrame[] = [];
   /** Every frame from seq 1 (until a bound is passed): what a joining backup replays. */
   private history: LogHistory;
-  private history_noted = false;
   /** Made by Primary.adopt from a backup that went live (which owns the guest and the client server). */
   private adopted = false;
   /** A backup that joined this primary while it was alone: the next history frame to send it, or (syncing) the seq its ack must reach. */
@@ -328,7 +327,7 @@ export class Primary extends ReplicaNode {
       await p.close();
       throw error;
     }
-    p.note(`serving new backups on ${hostPort({ host: p.replicationAddress().host, port: p.replicationAddress().port })} (alone in epoch ${p.epoch} until one catches up)`);
+    p.note(`serving new backups on ${hostPort(p.replicationAddress())} (alone in epoch ${p.epoch} until one catches up)`);
     return p;
   }
 
@@ -511,6 +510,19 @@ export class Primary extends ReplicaNode {
     }
   }
 
+  /** Takes `peer` as the backup: a new lease, its first heartbeat stamp, and where clients reach this primary. */
+  private greet(peer: LogPeer): void {
+    this.peer = peer;
+    this.last_heard_ms = performance.now();
+    // A new connection starts a new lease: the first stamp goes out before any frame.
+    this.lease_stamp_us = 0;
+    peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
+    // Where this primary serves clients, for the backup's not_primary answers (not when bound to a wildcard
+    // address, which names no host a client could reach).
+    const advertised = this.advertisedAddress();
+    if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
+  }
+
   /** A backup asks for the log from next_seq: served from the retained frames, if they reach back that far. */
   private onHello(peer: LogPeer, next_seq: number): void {
     if (this.peer?.isOpen && this.peer !== peer) return peer.refuse(`a backup is already connected (${this.peer.peer})`);
@@ -520,16 +532,8 @@ export class Primary extends ReplicaNode {
     if (next_seq <= this.dropped_seq || !boundary) {
       return peer.refuse(`cannot serve the log from seq ${next_seq}: retained ${this.dropped_seq + 1}..${this.gate.last_seq}; a new backup needs state transfer (not implemented)`);
     }
-    this.peer = peer;
     this.peer_ever = true;
-    this.last_heard_ms = performance.now();
-    // A new connection starts a new lease: the first stamp goes out before any frame.
-    this.lease_stamp_us = 0;
-    peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
-    // Where this primary serves clients, for the backup's not_primary answers (not when bound to a wildcard
-    // address, which names no host a client could reach).
-    const advertised = this.advertisedAddress();
-    if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
+    this.greet(peer);
     this.note(`backup ${peer.peer} connected, log from seq ${next_seq}`);
     // Nothing was released that this backup will not hold: from the first frame on, outputs waited for acks.
     peer.send(MessageType.SYNCED, u64Payload(next_seq - 1));
@@ -649,9 +653,7 @@ export class Primary extends ReplicaNode {
   // A backup joining a primary that went on alone (catch-up from the history)
 
   private keepHistory(frame: RetainedFrame): void {
-    this.history.add(frame);
-    if (this.history.complete || this.history_noted) return;
-    this.history_noted = true;
+    if (!this.history.add(frame)) return;
     this.note(`${this.history.gone}: a backup joining after this primary went on alone can no longer be caught up (that needs state transfer)`);
     if (this.rejoin?.phase === 'catching_up') this.peer?.refuse(`${this.history.gone} while catching up`);
   }
@@ -668,17 +670,12 @@ export class Primary extends ReplicaNode {
     const reader = this.history.reader(next_seq, this.gate.last_seq);
     if (!reader) return peer.refuse(`cannot serve the log from seq ${next_seq}: not a frame boundary of the history 1..${this.gate.last_seq}`);
     this.endRejoin();
-    this.peer = peer;
-    this.last_heard_ms = performance.now();
-    this.lease_stamp_us = 0;
     this.progress_known = false;
     this.backup_replayed_seq = next_seq - 1;
     this.acked_seq = next_seq - 1;
     this.sent_seq = next_seq - 1;
     this.rejoin = { phase: 'catching_up', reader };
-    peer.send(MessageType.HEARTBEAT, u64Payload(stampNow()));
-    const advertised = this.advertisedAddress();
-    if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
+    this.greet(peer);
     peer.on('close', () => {
       if (this.peer !== peer || this.rejoin === undefined) return;
       if (this.rejoin.phase === 'syncing') return; // judged as any backup: lost, this primary claims the next epoch

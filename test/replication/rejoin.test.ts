@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { join } from 'node:path';
 import { FtClient } from '../../host/net/index.ts';
-import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup } from '../../host/replication/index.ts';
+import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
 import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
 import { freePort } from '../../host/cli/procs.ts';
 import { SECRET, replicationFixture, str, text, until } from './support.ts';
@@ -13,6 +13,27 @@ import { SECRET, replicationFixture, str, text, until } from './support.ts';
 const fx = replicationFixture('rejoin');
 let files = 0;
 const incr = async (c: FtClient, key: string) => str(await c.call(text(`INCR ${key}`)));
+
+/**
+ * A pair protected again: 10 calls are answered (each waited for `next`'s ack), `old` goes away, `next` takes
+ * over in epoch 3 and answers the next 10; the key's values run on from `done` without a gap.
+ */
+async function protectedThenFailover(old: Primary | Backup, next: Backup, c: FtClient, key: string, done: number): Promise<void> {
+  for (let i = done + 1; i <= done + 10; i++) expect(await incr(c, key)).toBe(`VALUE ${i}\n`);
+  expect(old.state().acked_seq).toBe(old.state().last_seq);
+  await old.close();
+  expect(await next.live).toBe(3);
+  for (let i = done + 11; i <= done + 20; i++) expect(await incr(c, key)).toBe(`VALUE ${i}\n`);
+}
+
+/** Ends a live node's guest (its input closed): the whole log it held and recorded replays to its final state. */
+async function expectLogReplays(b: Backup, frames: Uint8Array[]): Promise<void> {
+  expect(b.closeInput()).toBe(true);
+  const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b.once('exited', r));
+  const replayed = new GuestCore({ module: fx.module, mode: 'replay', source: new FrameSource(frames) }).run();
+  expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
+  expect(replayed.icount).toBe(result.icount);
+}
 
 describe('a backup joining a primary that went on alone', () => {
   it('catches up from seq 1 while the primary serves, protects it again, and takes over with every output', async () => {
@@ -42,21 +63,13 @@ describe('a backup joining a primary that went on alone', () => {
 
     // Protected again: an output now waits for b2's ack, and the primary's death fails over to b2.
     const c2 = fx.client(p.clientAddress(), b2.clientAddress());
-    for (let i = 201; i <= 210; i++) expect(await incr(c2, 'x')).toBe(`VALUE ${i}\n`);
-    expect(p.state().acked_seq).toBe(p.state().last_seq);
-    await p.close();
-    expect(await b2.live).toBe(3);
-    for (let i = 211; i <= 220; i++) expect(await incr(c2, 'x')).toBe(`VALUE ${i}\n`);
+    await protectedThenFailover(p, b2, c2, 'x', 200);
     // c1's session, opened in epoch 1 on p, resumes on b2 (epoch 3): b2 learned its epoch from SESSIONS.
     expect(await incr(c1, 'x')).toBe('VALUE 221\n');
     expect(c1.stats().epoch).toBe(3);
 
     // Its whole log (received from seq 1, then recorded) replays to its state.
-    expect(b2.closeInput()).toBe(true);
-    const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b2.once('exited', r));
-    const replayed = new GuestCore({ module: fx.module, mode: 'replay', source: new FrameSource(frames) }).run();
-    expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
-    expect(replayed.icount).toBe(result.icount);
+    await expectLogReplays(b2, frames);
   });
 
   it('a backup that went live (with a replication address) serves a new backup the same way, from its log file, which takes over in turn', async () => {
@@ -82,15 +95,8 @@ describe('a backup joining a primary that went on alone', () => {
     await until(() => !b1.state().solo && b1.state().rejoin === undefined && b2.state().synced === true, 'the new backup to be synced');
     expect(archive.lastSeq).toBe(b1.state().last_seq); // the file b2 was served from holds the whole log
     const c2 = fx.client(b1.clientAddress(), b2.clientAddress());
-    for (let i = 101; i <= 110; i++) expect(await incr(c2, 'z')).toBe(`VALUE ${i}\n`);
-    expect(b1.state().acked_seq).toBe(b1.state().last_seq);
-    await b1.close();
-    expect(await b2.live).toBe(3);
-    for (let i = 111; i <= 120; i++) expect(await incr(c2, 'z')).toBe(`VALUE ${i}\n`);
-    expect(b2.closeInput()).toBe(true);
-    const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b2.once('exited', r));
-    const replayed = new GuestCore({ module: fx.module, mode: 'replay', source: new FrameSource(frames) }).run();
-    expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
+    await protectedThenFailover(b1, b2, c2, 'z', 100);
+    await expectLogReplays(b2, frames);
   });
 
   it('is refused with a clear reason once the history passed history_bytes_max', async () => {
