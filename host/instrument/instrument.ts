@@ -8,6 +8,11 @@ import { Meter, index, readValType } from './meter.ts';
 export interface InstrumentOptions {
   /** Fuel the guest starts with; default 2^63-1 (never runs out in practice). */
   fuel?: bigint;
+  /**
+   * Give counted leaf loops a second copy without checks, taken when the fuel covers the whole loop
+   * (docs/METER.md). Icounts and check points are the same either way; default true.
+   */
+  versionLoops?: boolean;
 }
 
 /** What `instrument` wrote into the module's `ftwasm` custom section, for the host. */
@@ -31,6 +36,8 @@ export interface InstrumentMeta {
   functions: number;
   segments: number;
   checks: number;
+  /** Counted leaf loops that also got a copy without checks (absent in modules from before it existed). */
+  versionedLoops?: number;
 }
 
 const VALTYPE_TEXT: Record<number, string> = { 0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128', 0x70: 'funcref', 0x6f: 'externref' };
@@ -96,8 +103,12 @@ export function instrument(bytes: Uint8Array, options: InstrumentOptions = {}): 
   if (bytes.length > MODULE_BYTES_MAX) {
     throw new InstrumentError('FTW_UNSUPPORTED', `module of ${bytes.length} bytes exceeds ftwasm's limit of ${MODULE_BYTES_MAX}`, -1);
   }
+  const versionLoops = options.versionLoops ?? true;
+  if (typeof versionLoops !== 'boolean') {
+    throw new InstrumentError('FTW_BAD_OPTION', `versionLoops must be a boolean, got ${String(versionLoops)}`, -1);
+  }
   const info = readModule(bytes);
-  return writeModule(bytes, info, fuel);
+  return writeModule(bytes, info, fuel, versionLoops);
 }
 
 /** Reads the metadata `instrument` left in a module, or undefined for a module it did not instrument. */
@@ -126,6 +137,7 @@ export function readInstrumentMeta(module: WebAssembly.Module): InstrumentMeta |
   if (typeof m.globals !== 'object' || m.globals === null || Object.values(m.globals).some((v) => typeof v !== 'string')) bad('globals is malformed');
   for (const k of ['memories', 'tables'] as const) if (!Array.isArray(m[k]) || m[k]!.some((v) => typeof v !== 'string')) bad(`${k} is malformed`);
   if (typeof m.start !== 'boolean') bad('start is not a boolean');
+  if (m.versionedLoops !== undefined && (!Number.isInteger(m.versionedLoops) || m.versionedLoops < 0)) bad('versionedLoops is not a count');
   if (!Array.isArray(m.imports) || m.imports.some((i) => typeof i !== 'object' || i === null || typeof i.module !== 'string' || typeof i.name !== 'string' || typeof i.type !== 'string')) bad('imports is malformed');
   return m as InstrumentMeta;
 }
@@ -427,6 +439,7 @@ interface Plan {
   getterFunc: number;
   newExports: { name: string; kind: number; index: number }[];
   meta: InstrumentMeta;
+  versionLoops: boolean;
 }
 
 function plan(info: ModuleInfo, fuel: bigint): Plan {
@@ -463,10 +476,10 @@ function plan(info: ModuleInfo, fuel: bigint): Plan {
     globals, memories, tables,
     start: info.sections.some((section) => section.id === 8),
     imports: info.funcImports.map((f) => ({ module: f.module, name: f.name, type: info.typeText[f.type]! })),
-    functions: info.importedFuncs + info.funcTypes.length, segments: 0, checks: 0,
+    functions: info.importedFuncs + info.funcTypes.length, segments: 0, checks: 0, versionedLoops: 0,
   };
   const limits = { funcs: info.importedFuncs + info.funcTypes.length, globals: info.globalMutable.length };
-  return { limits, fuel, fuelGlobal, exhaustedFunc, emptyType, f64Type, addedTypes, getterFunc, newExports, meta };
+  return { limits, fuel, fuelGlobal, exhaustedFunc, emptyType, f64Type, addedTypes, getterFunc, newExports, meta, versionLoops: true };
 }
 
 function stateExports(count: number, exported: Map<number, string>, base: string, kind: number, out: Plan['newExports']): string[] {
@@ -480,8 +493,9 @@ function stateExports(count: number, exported: Map<number, string>, base: string
   return names;
 }
 
-function writeModule(bytes: Uint8Array, info: ModuleInfo, fuel: bigint): Uint8Array<ArrayBuffer> {
+function writeModule(bytes: Uint8Array, info: ModuleInfo, fuel: bigint, versionLoops: boolean): Uint8Array<ArrayBuffer> {
   const p = plan(info, fuel);
+  p.versionLoops = versionLoops;
   const remap = (f: number): number => (f < p.exhaustedFunc ? f : f + 1);
   const out = new ByteWriter(Math.ceil(bytes.length * 1.5) + 256);
   out.bytes(bytes, 0, 8);
@@ -694,6 +708,7 @@ function rewriteCode(s: ByteReader, info: ModuleInfo, p: Plan, remap: (f: number
   const meter = new Meter({
     fuelGlobal: p.fuelGlobal, exhaustedFunc: p.exhaustedFunc, remapFunc: remap,
     typeCount: info.typeParams.length, typeParams: info.typeParams, funcCount: p.limits.funcs, globalCount: p.limits.globals,
+    versionLoops: p.versionLoops,
   });
   const fnBody = new ByteWriter(4096);
   const n = s.u32();
@@ -714,6 +729,7 @@ function rewriteCode(s: ByteReader, info: ModuleInfo, p: Plan, remap: (f: number
   writeFuelGetter(p, body);
   p.meta.segments = meter.stats.segments;
   p.meta.checks = meter.stats.checks;
+  p.meta.versionedLoops = meter.stats.versioned;
 }
 
 /**

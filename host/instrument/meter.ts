@@ -61,12 +61,16 @@ export interface MeterContext {
   typeParams: readonly number[];
   funcCount: number;
   globalCount: number;
+  /** Give counted leaf loops a copy without checks (LoopVersion). */
+  versionLoops: boolean;
 }
 
 /** Per-function results, summed by the caller for the metadata. */
 export interface MeterStats {
   segments: number;
   checks: number;
+  /** Counted leaf loops that also got a copy without checks. */
+  versioned: number;
 }
 
 // Flags of instructions in the scan.
@@ -74,6 +78,38 @@ const F_WRAP_OPEN = 1; // a loop whose exhaustion path is moved out of it
 const F_WRAP_CLOSE = 2; // the `end` of such a loop
 const F_RELABEL = 4; // a branch whose label indices grow by the wrapper blocks it crosses
 const F_EDGE = 8; // a br_if back to a wrapped loop: if the header is prepaid, the taken edge pays it
+const F_VERSION = 16; // a wrapped loop that also gets a copy without checks (see LoopVersion)
+
+/**
+ * A counted leaf loop, run in a copy without checks when the fuel cannot run out inside it.
+ *
+ * The loop must have the shape AssemblyScript and Binaryen give a `for (; t < K; t += c)` loop:
+ *
+ *   loop $L
+ *     local.get t  i32.const K  i32.lt_s|i32.lt_u  if
+ *       ...                                  (no call, no loop; nothing else writes t)
+ *       local.get t  i32.const c  i32.add  local.set t  br $L     (the only branch to $L; c >= 1)
+ *     ...
+ *
+ * with K + c - 1 not past the compare's maximum, so t only grows while the loop goes on. Then the header
+ * runs at most max(0, K - t0) + 1 times (t0: t on entry), and no instruction runs twice in one pass: one
+ * pass costs at most `cost`, the sum of the loop's segment costs. When the fuel on entry is at least
+ * (K - t0 + 2) * cost (and at least cost), no header check could see negative fuel, so the copy without
+ * checks runs and charges exactly the same; otherwise the checked loop runs. Icounts do not change.
+ */
+interface LoopVersion {
+  /** Index of the loop's `end` instruction. */
+  end: number;
+  /** The induction local, the bound and whether the compare is unsigned. */
+  local: number;
+  bound: number;
+  unsigned: boolean;
+  /** The loop's segments: from its header segment to the one its `end` closes. */
+  firstSegment: number;
+  lastSegment: number;
+  /** t's value on entry when the two instructions before the loop are `i32.const t0  local.set t`. */
+  start: number | undefined;
+}
 
 /** Blocks injected around a loop: $X (exit with the loop's results), $R (re-entry), $S (slow path). */
 const WRAP_LABELS = 3;
@@ -121,9 +157,24 @@ export class Meter {
   private segMerged = new Uint8Array(1024); // a prepaid header whose fall-in charge rides on the segment before it
   private edgeHeader = new Int32Array(1024); // per F_EDGE instruction: the header segment of its target loop
   private wrappedBelow = new Int32Array(1025); // wrappedBelow[k]: wrapped loops among frame levels 0..k-1
+  // Per frame, for counted leaf loops (LoopVersion): the instruction that opened it; a loop's induction local
+  // (-1: not a candidate), bound, compare and increment; whether a branch other than the counted back edge
+  // targets it; counted back edges seen; writes of its local before its body; for an `if`, whether its
+  // `else` was seen.
+  private frameOpen = new Int32Array(1024);
+  private frameInduction = new Int32Array(1024);
+  private frameBound = new Float64Array(1024);
+  private frameUnsigned = new Uint8Array(1024);
+  private frameStep = new Float64Array(1024);
+  private frameOtherBranch = new Uint8Array(1024);
+  private frameBackEdges = new Int32Array(1024);
+  private frameWrites = new Float64Array(1024);
+  private frameElse = new Uint8Array(1024);
+  private readonly versions = new Map<number, LoopVersion>();
+  private readonly localWrites = new Map<number, number>();
   private readonly fuelGlobalLeb: Uint8Array;
   private readonly exhaustedLeb: Uint8Array;
-  readonly stats: MeterStats = { segments: 0, checks: 0 };
+  readonly stats: MeterStats = { segments: 0, checks: 0, versioned: 0 };
 
   constructor(private readonly ctx: MeterContext) {
     this.fuelGlobalLeb = leb(ctx.fuelGlobal);
@@ -148,6 +199,15 @@ export class Meter {
     this.segMerged = new Uint8Array(cap);
     this.edgeHeader = new Int32Array(cap);
     this.wrappedBelow = new Int32Array(cap + 1);
+    this.frameOpen = new Int32Array(cap);
+    this.frameInduction = new Int32Array(cap);
+    this.frameBound = new Float64Array(cap);
+    this.frameUnsigned = new Uint8Array(cap);
+    this.frameStep = new Float64Array(cap);
+    this.frameOtherBranch = new Uint8Array(cap);
+    this.frameBackEdges = new Int32Array(cap);
+    this.frameWrites = new Float64Array(cap);
+    this.frameElse = new Uint8Array(cap);
   }
 
   private pushLabel(at: number, value: number): void {
@@ -202,6 +262,10 @@ export class Meter {
     const { typeCount, funcCount, globalCount, typeParams } = this.ctx;
     this.ensure(r.end - r.pos + 1);
     const { starts, kinds, flags, aux, costs, frameWrapped, frameHeaderSegment, wrappedBelow, framePrepayable, segHeader, segPrepaid, segPrepays, segMerged, edgeHeader } = this;
+    const { frameOpen, frameInduction, frameBound, frameUnsigned, frameStep, frameOtherBranch, frameBackEdges, frameWrites, frameElse, versions, localWrites } = this;
+    versions.clear();
+    localWrites.clear();
+    let lastImpure = -1; // the last call or loop: a loop with none after its own start is a leaf
     let n = 0;
     let segment = 0;
     let cost = 0;
@@ -218,6 +282,13 @@ export class Meter {
     const branchToLoop = (label: number, op: number): void => {
       const level = depth - 1 - label;
       if (level < 0 || !frameWrapped[level]) return;
+      if (frameInduction[level]! >= 0) {
+        const step = op === 0x0c ? this.countedBackEdge(r.buf, n, level, depth) : 0;
+        if (step > 0 && frameBackEdges[level] === 0) {
+          frameBackEdges[level] = 1;
+          frameStep[level] = step;
+        } else frameOtherBranch[level] = 1;
+      }
       if (op === 0x0c && segment !== 0 && !segHeader[segment]) segPrepays[segment] = frameHeaderSegment[level]!;
       else if (op === 0x0d) {
         flags[n]! |= F_EDGE;
@@ -225,6 +296,9 @@ export class Meter {
       } else framePrepayable[level] = 0;
     };
     const open = (wrapped: boolean): void => {
+      frameOpen[depth] = n;
+      frameInduction[depth] = -1;
+      frameElse[depth] = 0;
       frameWrapped[depth] = wrapped ? 1 : 0;
       framePrepayable[depth] = wrapped ? 1 : 0;
       frameHeaderSegment[depth] = segment + 1; // the segment the loop's header starts (after this one ends)
@@ -247,7 +321,10 @@ export class Meter {
           const type = readBlockType(r, typeCount);
           const wrapped = type < 0 || typeParams[type] === 0;
           if (wrapped) flags[n] = F_WRAP_OPEN;
+          const level = depth;
           open(wrapped);
+          if (wrapped) this.countedHeader(r, level);
+          lastImpure = n;
           kind = K_LOOP;
           break;
         }
@@ -262,6 +339,13 @@ export class Meter {
             depth--;
             kind = K_BRANCH;
             if (frameWrapped[depth]) {
+              if (this.ctx.versionLoops && frameInduction[depth]! >= 0 && lastImpure === frameOpen[depth] && this.counted(depth)) {
+                flags[frameOpen[depth]!]! |= F_VERSION;
+                versions.set(frameOpen[depth]!, {
+                  end: n, local: frameInduction[depth]!, bound: frameBound[depth]!, unsigned: frameUnsigned[depth] === 1,
+                  firstSegment: frameHeaderSegment[depth]!, lastSegment: segment, start: this.constantStart(r.buf, frameOpen[depth]!, frameInduction[depth]!),
+                });
+              }
               flags[n] = F_WRAP_CLOSE;
               aux[n] = frameHeaderSegment[depth]!;
               const header = frameHeaderSegment[depth]!;
@@ -275,8 +359,11 @@ export class Meter {
             }
           }
           break;
-        case 0x00: // unreachable
         case 0x05: // else
+          if (depth > 0) frameElse[depth - 1] = 1;
+          kind = K_BRANCH;
+          break;
+        case 0x00: // unreachable
           kind = K_BRANCH;
           break;
         case 0x0c: // br
@@ -314,30 +401,39 @@ export class Meter {
         case 0x10: // call
           index(r, funcCount, 'function');
           kind = K_CALL;
+          lastImpure = n;
           break;
         case 0x11: // call_indirect type table
           index(r, typeCount, 'type');
           r.u32();
           kind = K_CALL_INDIRECT;
+          lastImpure = n;
           break;
         case 0x12: // return_call
           index(r, funcCount, 'function');
           kind = K_RETURN_CALL;
+          lastImpure = n;
           break;
         case 0x13: // return_call_indirect
           index(r, typeCount, 'type');
           r.u32();
           kind = K_EXIT;
+          lastImpure = n;
           break;
         case 0xd2: // ref.func
           index(r, funcCount, 'function');
           kind = K_REF_FUNC;
           break;
         case 0x20: // local.get/set/tee
-        case 0x21:
-        case 0x22:
           index(r, localCount, 'local');
           break;
+        case 0x21:
+        case 0x22: {
+          const local = index(r, localCount, 'local');
+          const writes = localWrites.get(local);
+          if (writes !== undefined) localWrites.set(local, writes + 1);
+          break;
+        }
         case 0x23: // global.get/set
         case 0x24:
           index(r, globalCount, 'global');
@@ -371,16 +467,96 @@ export class Meter {
   }
 
   /**
+   * At a wrapped loop's opening (frame `level`, `r` just past its block type): if its header is
+   * `local.get t  i32.const K  i32.lt_s|lt_u  if (empty)`, notes t, K and the compare (LoopVersion).
+   * Only peeks: the scan reads and checks these bytes itself next.
+   */
+  private countedHeader(r: ByteReader, level: number): void {
+    const at = r.pos;
+    try {
+      if (r.buf[r.pos] !== 0x20) return;
+      r.pos++;
+      const local = r.u32();
+      if (r.buf[r.pos] !== 0x41) return;
+      r.pos++;
+      const bound = r.s33();
+      if (bound < -0x80000000 || bound > 0x7fffffff) return;
+      const compare = r.buf[r.pos];
+      if ((compare !== 0x48 && compare !== 0x49) || r.buf[r.pos + 1] !== 0x04 || r.buf[r.pos + 2] !== 0x40) return;
+      this.frameInduction[level] = local;
+      this.frameUnsigned[level] = compare === 0x49 ? 1 : 0;
+      this.frameBound[level] = compare === 0x49 ? bound >>> 0 : bound;
+      this.frameOtherBranch[level] = 0;
+      this.frameBackEdges[level] = 0;
+      const writes = this.localWrites.get(local) ?? 0;
+      this.localWrites.set(local, writes);
+      this.frameWrites[level] = writes;
+    } catch (error) {
+      if (!(error instanceof InstrumentError)) throw error;
+      // malformed: the scan reports it where it reads these bytes
+    } finally {
+      r.pos = at;
+    }
+  }
+
+  /**
+   * A `br` (instruction n, at `depth`) to the counted loop at `level`: its step c when the four instructions
+   * before it are `local.get t  i32.const c  i32.add  local.set t` with c >= 1, and it sits in the true arm
+   * of the loop's header `if`; otherwise 0.
+   */
+  private countedBackEdge(buf: Uint8Array, n: number, level: number, depth: number): number {
+    const { starts, frameOpen, frameElse } = this;
+    const open = frameOpen[level]!;
+    const headerIf = open + 4;
+    if (depth <= level + 1 || frameOpen[level + 1] !== headerIf || frameElse[level + 1] || n - 4 <= headerIf) return 0;
+    const local = this.frameInduction[level]!;
+    const get = starts[n - 4]!;
+    const constant = starts[n - 3]!;
+    const set = starts[n - 1]!;
+    if (buf[get] !== 0x20 || readCheckedU32(buf, get + 1) !== local) return 0;
+    if (buf[constant] !== 0x41 || buf[starts[n - 2]!] !== 0x6a) return 0;
+    if (buf[set] !== 0x21 || readCheckedU32(buf, set + 1) !== local) return 0;
+    const step = readS32(buf, constant + 1);
+    return step >= 1 ? step : 0;
+  }
+
+  /** t0 when the instructions before the loop at instruction `loop` are `i32.const t0  local.set t`. */
+  private constantStart(buf: Uint8Array, loop: number, local: number): number | undefined {
+    if (loop < 2) return undefined;
+    const constant = this.starts[loop - 2]!;
+    const set = this.starts[loop - 1]!;
+    if (buf[constant] !== 0x41 || buf[set] !== 0x21 || readCheckedU32(buf, set + 1) !== local) return undefined;
+    return readS32(buf, constant + 1);
+  }
+
+  /** At the end of the counted leaf loop at `level`: whether it kept the shape LoopVersion describes. */
+  private counted(level: number): boolean {
+    if (this.frameOtherBranch[level] || this.frameBackEdges[level] !== 1) return false;
+    const local = this.frameInduction[level]!;
+    if (this.localWrites.get(local)! - this.frameWrites[level]! !== 1) return false;
+    // t + c must not wrap while t < K
+    const max = this.frameUnsigned[level] ? 0xffffffff : 0x7fffffff;
+    return this.frameBound[level]! + this.frameStep[level]! - 1 <= max;
+  }
+
+  /**
    * Pass 2: writes the instructions with charges, checks and syncs around them. Runs of instructions that
    * need nothing are copied in one piece.
    */
   private emit(buf: Uint8Array, count: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+    this.stats.segments += this.emitRange(buf, 0, count, -1, 0, 0, false, fuelLocal, out);
+  }
+
+  /**
+   * Writes instructions [from, to). `previous`/`previousFlags` are the kind and flags of the instruction
+   * before `from` (-1 at the body's start), `segment` the index of the next segment to charge; returns the
+   * index after the last segment charged. `fast`: the copy of a counted leaf loop's body (LoopVersion),
+   * through its `end`: charges without checks, no slow path.
+   */
+  private emitRange(buf: Uint8Array, from: number, to: number, previous: number, previousFlags: number, segment: number, fast: boolean, fuelLocal: Uint8Array, out: ByteWriter): number {
     const { starts, kinds, flags, aux, costs } = this;
-    let segment = 0;
-    let previous = -1;
-    let previousFlags = 0;
-    let run = starts[0]!;
-    for (let i = 0; i < count; i++) {
+    let run = starts[from]!;
+    for (let i = from; i < to; i++) {
       const kind = kinds[i]!;
       const flag = flags[i]!;
       const start = starts[i]!;
@@ -390,7 +566,7 @@ export class Meter {
       if (charge || sync || flag & F_WRAP_OPEN) {
         out.bytes(buf, run, start);
         run = start;
-        if (charge) this.emitCharge(previous, previousFlags, segment++, fuelLocal, out);
+        if (charge) this.emitCharge(previous, previousFlags, segment++, fast, fuelLocal, out);
         if (sync) this.emitSync(fuelLocal, out);
         if (flag & F_WRAP_OPEN && this.segPrepaid[segment] && !this.segMerged[segment]) {
           // the header's charge on the edge falling into the loop (once per entry, not per iteration)
@@ -405,6 +581,7 @@ export class Meter {
         if (flag & F_WRAP_OPEN) {
           out.byte(0x02); // block $X with the loop's block type (it has no parameters)
           out.bytes(buf, start + 1, end);
+          if (flag & F_VERSION) this.emitFastCopy(buf, i, segment, fuelLocal, out);
           out.byte(0x03); // loop $R
           out.byte(0x40);
           out.byte(0x02); // block $S
@@ -426,7 +603,7 @@ export class Meter {
         this.emitRelabelled(buf[start]!, aux[i]!, out);
         run = end;
       }
-      if (flag & F_WRAP_CLOSE) {
+      if (flag & F_WRAP_CLOSE && !fast) {
         out.bytes(buf, run, end);
         this.emitLoopTail(this.segPrepaid[aux[i]!] ? 0 : costs[aux[i]!]!, fuelLocal, out);
         run = end;
@@ -434,8 +611,70 @@ export class Meter {
       previous = kind;
       previousFlags = flag;
     }
-    out.bytes(buf, run, starts[count]!);
-    this.stats.segments += segment;
+    out.bytes(buf, run, starts[to]!);
+    return segment;
+  }
+
+  /**
+   * Inside block $X of the counted leaf loop opened by instruction `loop`, before its checked form: when the
+   * fuel covers every pass the loop can make, runs a copy of it without checks and leaves $X with its results.
+   *
+   *   block $E
+   *     fuel < (K - t + 2) * cost  or  fuel < cost  ?  br_if $E      (not enough: the checked loop below)
+   *     block $D                   (so that branches out of the copy cross three labels, as in the checked one)
+   *       loop $L' ... the body, charged, no checks ... end
+   *       br $X
+   *     end
+   *   end
+   */
+  private emitFastCopy(buf: Uint8Array, loop: number, segment: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+    const v = this.versions.get(loop)!;
+    let cost = 0;
+    for (let s = v.firstSegment; s <= v.lastSegment; s++) cost += this.costs[s]!;
+    this.stats.versioned++;
+    out.byte(0x02); // block $E
+    out.byte(0x40);
+    if (v.start !== undefined) {
+      // t0 known: fuel < (max(K - t0, 0) + 2) * cost, one constant
+      const t0 = v.unsigned ? v.start >>> 0 : v.start;
+      out.byte(0x20); // local.get fuel
+      out.bytes(fuelLocal);
+      out.byte(0x42); // i64.const
+      out.s64(BigInt(Math.max(v.bound - t0, 0) + 2) * BigInt(cost));
+      out.byte(0x53); // i64.lt_s
+    } else {
+    out.byte(0x20); // local.get fuel
+    out.bytes(fuelLocal);
+    out.byte(0x42); // i64.const K
+    out.sInt(v.bound);
+    out.byte(0x20); // local.get t, widened as the compare reads it
+    out.u32(v.local);
+    out.byte(v.unsigned ? 0xad : 0xac); // i64.extend_i32_u / _s
+    out.byte(0x7d); // i64.sub
+    out.byte(0x42); // i64.const 2
+    out.byte(0x02);
+    out.byte(0x7c); // i64.add
+    out.byte(0x42); // i64.const cost
+    out.sInt(cost);
+    out.byte(0x7e); // i64.mul
+    out.byte(0x53); // i64.lt_s
+    out.byte(0x20); // local.get fuel
+    out.bytes(fuelLocal);
+    out.byte(0x42); // i64.const cost
+    out.sInt(cost);
+    out.byte(0x53); // i64.lt_s
+    out.byte(0x72); // i32.or
+    }
+    out.byte(0x0d); // br_if $E
+    out.byte(0x00);
+    out.byte(0x02); // block $D
+    out.byte(0x40);
+    out.bytes(buf, this.starts[loop]!, this.starts[loop + 1]!); // loop $L' with the loop's block type
+    this.emitRange(buf, loop + 1, v.end + 1, K_LOOP, this.flags[loop]!, segment, true, fuelLocal, out);
+    out.byte(0x0c); // br $X
+    out.byte(0x02);
+    out.byte(0x0b); // end $D
+    out.byte(0x0b); // end $E
   }
 
   private emitRelabelled(op: number, at: number, out: ByteWriter): void {
@@ -488,10 +727,11 @@ export class Meter {
   }
 
   /** The charge at a segment start; `previous` is the kind that ended the last segment (-1 at entry). */
-  private emitCharge(previous: number, previousFlags: number, segment: number, fuelLocal: Uint8Array, out: ByteWriter): void {
+  private emitCharge(previous: number, previousFlags: number, segment: number, fast: boolean, fuelLocal: Uint8Array, out: ByteWriter): void {
     const cost = this.costs[segment]!;
     const fromGlobal = previous === -1 || previous === K_CALL || previous === K_CALL_INDIRECT;
-    const check = previous === -1 || previous === K_LOOP;
+    const check = (previous === -1 || previous === K_LOOP) && !fast;
+    if (fast && previous === K_LOOP && this.segPrepaid[segment]) return; // prepaid header, no check: nothing
     if (check && previousFlags & F_WRAP_OPEN && this.segPrepaid[segment]) {
       // prepaid header: every edge into it already charged it; only the check remains
       this.stats.checks++;
@@ -556,6 +796,18 @@ export class Meter {
     out.bytes(fuelLocal);
     out.byte(0x24); // global.set fuel
     out.bytes(this.fuelGlobalLeb);
+  }
+}
+
+/** A signed LEB128 i32 the scan has already checked. */
+function readS32(buf: Uint8Array, pos: number): number {
+  let result = 0;
+  let shift = 0;
+  for (;;) {
+    const b = buf[pos++]!;
+    result += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if ((b & 0x80) === 0) return b & 0x40 ? result - 2 ** shift : result;
   }
 }
 
