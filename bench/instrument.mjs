@@ -30,7 +30,7 @@ const WARMUP_ROUNDS = quick ? 1 : 2;
 // Each guest is measured in PROCESSES fresh processes (V8 places and compiles code anew in each, which moves
 // a tight loop's speed by several percent either way), SAMPLE_ROUNDS rounds each; rounds are pooled.
 // Five: with three, one guest's per-process ratios spread from 1.01 to 1.13 (nbody, 2026-11-27).
-const PROCESSES = quick ? 1 : 5;
+const PROCESSES = quick ? 1 : Number(process.env.BENCH_PROCESSES ?? 5);
 const SAMPLE_ROUNDS = quick ? 3 : 7;
 // wasm-metering runs ~10x slower; it takes part in the first rounds only.
 const METERED_SAMPLE_ROUNDS = 2;
@@ -40,7 +40,8 @@ const INSTRUMENT_SAMPLES = quick ? 3 : 7;
 const LARGE_MODULE_BYTES = 1 << 20;
 const LARGE_SAMPLES = quick ? 5 : 15;
 
-const VARIANTS = ['plain', 'ftwasm', 'metering'];
+// 'unversioned': ftwasm with versionLoops off (no check-free copies of counted loops), to show what they buy.
+const VARIANTS = ['plain', 'ftwasm', 'unversioned', 'metering'];
 
 // ---------------------------------------------------------------------------------------------- helpers
 
@@ -117,6 +118,7 @@ async function instantiateVariants(bytes) {
   const modules = {
     plain: bytes,
     ftwasm: instrument(bytes),
+    unversioned: instrument(bytes, { versionLoops: false }),
     metering: new Uint8Array(meterWASM(Buffer.from(bytes), {})),
   };
   const instances = {};
@@ -128,7 +130,8 @@ async function instantiateVariants(bytes) {
 function runOnce(variant, instance, counters) {
   collectGarbage();
   const fuel = instance.exports.ftwasm_fuel;
-  const fuelBefore = variant === 'ftwasm' ? fuel.value : 0n;
+  const metered = variant === 'ftwasm' || variant === 'unversioned';
+  const fuelBefore = metered ? fuel.value : 0n;
   const gasBefore = counters.gas;
   // CPU time of this process, not wall time: on a shared 2-core machine a run that is descheduled for a
   // while would otherwise count the wait (wall time is kept beside it). Garbage was collected just before,
@@ -139,7 +142,7 @@ function runOnce(variant, instance, counters) {
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(c0);
   const sample = { ms: (cpu.user + cpu.system) / 1000, wallMs, checksum };
-  if (variant === 'ftwasm') sample.icount = fuelBefore - fuel.value;
+  if (metered) sample.icount = fuelBefore - fuel.value; // the same with and without loop copies, checked below
   if (variant === 'metering') sample.gas = counters.gas - gasBefore;
   return sample;
 }
@@ -189,7 +192,7 @@ async function measureGuest(guest) {
     checksum: String(reference),
     icount: [...counts.icount][0],
     gas: [...counts.gas][0],
-    bytes: { plain: modules.plain.length, ftwasm: modules.ftwasm.length, metering: modules.metering.length },
+    bytes: { plain: modules.plain.length, ftwasm: modules.ftwasm.length, unversioned: modules.unversioned.length, metering: modules.metering.length },
   };
 }
 
@@ -226,7 +229,7 @@ function summarizeGuest(name, parts) {
     samplesMs: samples,
     medianMs,
     // Median over rounds of (variant / plain in the same round): the figure reported.
-    ratio: { ftwasm: pairedRatio('ftwasm'), metering: pairedRatio('metering') },
+    ratio: { ftwasm: pairedRatio('ftwasm'), unversioned: pairedRatio('unversioned'), metering: pairedRatio('metering') },
     // The ftwasm ratio of each process alone: how far one process's code placement moves it.
     processRatios: perProcess,
     // The same on wall-clock time (the figures above are CPU time): they differ when the machine is busy.
@@ -453,7 +456,7 @@ async function main() {
   const ftwasmOverhead = ftwasmRatio - 1;
   const meteringOverhead = meteringRatio - 1;
   const summary = {
-    medianSlowdown: { ftwasm: ftwasmRatio, metering: meteringRatio },
+    medianSlowdown: { ftwasm: ftwasmRatio, unversioned: median(runtime.map((r) => r.ratio.unversioned)), metering: meteringRatio },
     geomeanSlowdown: { ftwasm: geomean(runtime.map((r) => r.ratio.ftwasm)), metering: geomean(runtime.map((r) => r.ratio.metering)) },
     worst: runtime.reduce((w, r) => (r.ratio.ftwasm > w.ratio ? { guest: r.name, ratio: r.ratio.ftwasm } : w), { guest: '', ratio: 0 }),
     // Overhead = slowdown - 1. If ftwasm's median overhead is at or below zero (noise), the ratio is infinite.
@@ -495,12 +498,12 @@ async function main() {
 function markdown(results) {
   const { machine, runtime, largeModule: large, summary } = results;
   const lines = [
-    '| guest | plain (CPU ms) | ftwasm (CPU ms) | ftwasm slowdown | wasm-metering (CPU ms) | wasm-metering slowdown | size growth ftwasm / wasm-metering |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| guest | plain (CPU ms) | ftwasm (CPU ms) | ftwasm slowdown | without loop copies | wasm-metering (CPU ms) | wasm-metering slowdown | size growth ftwasm / wasm-metering |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...runtime.map((r) =>
-      `| ${r.name} | ${fixed(r.medianMs.plain, 0)} | ${fixed(r.medianMs.ftwasm, 0)} | ${pct(r.ratio.ftwasm)} | ` +
+      `| ${r.name} | ${fixed(r.medianMs.plain, 0)} | ${fixed(r.medianMs.ftwasm, 0)} | ${pct(r.ratio.ftwasm)} | ${pct(r.ratio.unversioned)} | ` +
       `${fixed(r.medianMs.metering, 0)} | ${fixed(r.ratio.metering)}x | ${pct(1 + r.growth.ftwasm)} / ${pct(1 + r.growth.metering)} |`),
-    `| **median** | | | **${pct(summary.medianSlowdown.ftwasm)}** | | **${fixed(summary.medianSlowdown.metering)}x** | |`,
+    `| **median** | | | **${pct(summary.medianSlowdown.ftwasm)}** | ${pct(summary.medianSlowdown.unversioned)} | | **${fixed(summary.medianSlowdown.metering)}x** | |`,
     '',
     `Overhead ratio (wasm-metering overhead / ftwasm overhead, medians): ${fixed(summary.overheadRatio, 1)}x. ` +
     `Instrumenting a ${(large.bytes / 2 ** 20).toFixed(2)} MiB synthetic module: ${fixed(large.medianMs, 1)} ms of CPU ` +
@@ -519,14 +522,14 @@ function print(results, jsonPath, markdownPath) {
   out.push('');
   out.push('Run time (median ms; ratio = median over rounds of variant/plain in the same round)');
   out.push(table(
-    ['guest', 'plain', 'ftwasm', 'ratio', '(of medians)', 'wasm-metering', 'ratio', 'overhead ratio', 'icount', 'instr/ns', 'checksum'],
+    ['guest', 'plain', 'ftwasm', 'ratio', '(of medians)', 'no loop copies', 'wasm-metering', 'ratio', 'overhead ratio', 'icount', 'instr/ns', 'checksum'],
     runtime.map((r) => [
-      r.name, fixed(r.medianMs.plain, 1), fixed(r.medianMs.ftwasm, 1), pct(r.ratio.ftwasm), pct(r.ratioOfMedians.ftwasm),
+      r.name, fixed(r.medianMs.plain, 1), fixed(r.medianMs.ftwasm, 1), pct(r.ratio.ftwasm), pct(r.ratioOfMedians.ftwasm), pct(r.ratio.unversioned),
       fixed(r.medianMs.metering, 1), `${fixed(r.ratio.metering)}x`, `${fixed(r.overheadRatio, 1)}x`, r.icount, fixed(r.instructionsPerNs), `${r.checksum} ok`,
     ]),
   ));
   out.push('');
-  out.push(`median slowdown: ftwasm ${pct(summary.medianSlowdown.ftwasm)}, wasm-metering ${fixed(summary.medianSlowdown.metering)}x ` +
+  out.push(`median slowdown: ftwasm ${pct(summary.medianSlowdown.ftwasm)} (without loop copies ${pct(summary.medianSlowdown.unversioned)}), wasm-metering ${fixed(summary.medianSlowdown.metering)}x ` +
     `(overhead ratio ${fixed(summary.overheadRatio, 1)}x); geomean ftwasm ${pct(summary.geomeanSlowdown.ftwasm)}, ` +
     `wasm-metering ${fixed(summary.geomeanSlowdown.metering)}x; worst ftwasm: ${summary.worst.guest} ${pct(summary.worst.ratio)}`);
   out.push('');

@@ -103,7 +103,10 @@ export interface ClientServerOptions {
   limits?: Partial<ServerLimits>;
   /** A new request for the guest, in order per session; the host must queue it (it may not throw to refuse lightly: the client gets `internal`). */
   onRequest?: (session: number, seq: number, payload: Uint8Array) => void;
-  /** The primary dropped an idle session; a replication layer may mirror it on the backup with forget(). */
+  /**
+   * This node, as primary, dropped a session by its own decision (idle past session_idle_timeout_ms, or
+   * evicted from a full table); a replication layer mirrors it on the backup with forget().
+   */
   onSessionExpired?: (session: number) => void;
   onEvent?: (event: ServerEvent) => void;
   /** Milliseconds from an arbitrary origin; default performance.now. */
@@ -209,6 +212,8 @@ export function isLoopback(host: string): boolean {
 export class ClientServer {
   readonly limits: ServerLimits;
   onRequest: ((session: number, seq: number, payload: Uint8Array) => void) | undefined;
+  /** See ServerOptions.onSessionExpired; settable, as the node that owns the server may change hands. */
+  onSessionExpired: ((session: number) => void) | undefined;
   private readonly options: ClientServerOptions;
   private readonly host: string;
   private readonly port: number;
@@ -239,6 +244,7 @@ export class ClientServer {
     }
     this.limits = resolveServerLimits(options.limits);
     this.onRequest = options.onRequest;
+    this.onSessionExpired = options.onSessionExpired;
     this.now = options.clock_ms ?? (() => performance.now());
   }
 
@@ -684,6 +690,7 @@ export class ClientServer {
     if (!victim) return; // every entry is busy: grow past the limit rather than refuse the host
     this.sessions.delete(victim.id);
     this.event({ kind: 'session_evicted', session: victim.id, message: `session ${victim.id} evicted: session_table_max = ${this.limits.session_table_max}` });
+    if (this.options.role() === 'primary') this.onSessionExpired?.(victim.id);
   }
 
   /** On the primary, drops sessions idle past session_idle_timeout_ms with no connection and no request pending. */
@@ -695,7 +702,7 @@ export class ClientServer {
       if (now - s.active_ms < this.limits.session_idle_timeout_ms) continue;
       this.sessions.delete(s.id);
       this.event({ kind: 'session_expired', session: s.id, message: `session ${s.id} idle for ${Math.round(now - s.active_ms)} ms` });
-      this.options.onSessionExpired?.(s.id);
+      this.onSessionExpired?.(s.id);
     }
   }
 

@@ -27,6 +27,7 @@ import {
 } from './primary.ts';
 import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
 import { MemoryHistory, type LogHistory } from './history.ts';
+import { ForgetLog, PendingForgets, decodeForgets } from './forgets.ts';
 
 export interface BackupOptions extends ReplicaOptions {
   /** The primary's replication address. */
@@ -92,6 +93,10 @@ export class Backup extends ReplicaNode {
   private readonly session_epochs = new Map<number, number>();
   /** With options.replication: every frame from seq 1 while following (handed to the adopted primary when live). */
   private readonly history: LogHistory | undefined;
+  /** Sessions the primary dropped, waiting for the log received to pass their seq (FORGET). */
+  private readonly forgets_pending = new PendingForgets();
+  /** The ones applied, for the adopted primary's future backups (with options.replication). */
+  private readonly forgets = new ForgetLog();
   /** Once live with options.replication: the primary side (new backups), over this node's guest and clients. */
   private adopted: Primary | undefined;
   private queue_bytes = 0;
@@ -125,6 +130,7 @@ export class Backup extends ReplicaNode {
   private keepHistory(bytes: Uint8Array, firstSeq: number, lastSeq: number): void {
     if (this.history === undefined || lastSeq < firstSeq || !this.history.add({ bytes, firstSeq, lastSeq })) return;
     this.note(`${this.history.gone}: once live, this node cannot catch a new backup up (that needs state transfer)`);
+    this.forgets.clear();
   }
 
   /** The epoch this node serves once live (the adopted primary's, which moves on if it loses a backup). */
@@ -162,6 +168,11 @@ export class Backup extends ReplicaNode {
     });
     this.feeder = new InputFeeder(() => (this.role === 'primary' ? this.runner : undefined), (s) => this.gate.deliveredOf(s), this.options.input_queue_max ?? INPUT_QUEUE_MAX_DEFAULT);
     this.server.onRequest = (session, seq, payload) => this.feeder.onRequest(session, seq, payload);
+    // Live (and not handed to a Primary): a session this node drops loses its counters; no backup to tell.
+    this.server.onSessionExpired = (session) => {
+      this.gate.forget(session);
+      this.feeder.forget(session);
+    };
     await this.server.listen();
 
     const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: this.payload_max });
@@ -227,6 +238,7 @@ export class Backup extends ReplicaNode {
       peer_connected: this.peer?.isOpen ?? false,
       guest_exited: this.guest_exited,
       synced: this.synced,
+      sessions_counted: this.gate?.sessions_counted ?? 0,
     };
   }
 
@@ -345,6 +357,13 @@ export class Backup extends ReplicaNode {
         }
         return;
       }
+      case MessageType.FORGET: {
+        const records = decodeForgets(m.payload);
+        if (typeof records === 'string') return peer.refuse(records);
+        for (const f of records) if (!this.forgets_pending.push(f)) return peer.refuse(`more than ${this.forgets_pending.size} session forgets waiting for their log seq`);
+        this.applyForgets(this.gate.last_seq);
+        return;
+      }
       case MessageType.SYNCED:
         readU64(m.payload, 'SYNCED');
         if (!this.synced) this.note(`synced with the primary at seq ${this.received_seq}: this backup may take over from here`);
@@ -370,6 +389,7 @@ export class Backup extends ReplicaNode {
     this.options.onLogFrames?.(bytes, first, last);
     this.keepHistory(bytes, first, last);
     this.received_seq = last;
+    this.applyForgets(last);
     this.queue.push({ bytes, lastSeq: last });
     this.queue_bytes += bytes.length;
     this.ack_pending = true;
@@ -469,6 +489,8 @@ export class Backup extends ReplicaNode {
       if (seq === -1) return this.halt(`won epoch ${this.epoch}, but the guest had already ended in the log`);
       if (seq !== this.received_seq + 1) return this.halt(`went live at seq ${seq}, but the log received ends at ${this.received_seq}`);
       this.role = 'primary';
+      // Sessions the old primary dropped past the log that reached us: dead to their clients either way.
+      this.applyForgets(Infinity);
       this.server.goLive();
       this.gate.release(Infinity);
       this.note(`live as primary in epoch ${this.epoch} at log seq ${seq}, ${Math.round(performance.now() - t0)} ms after the primary was declared lost`);
@@ -477,6 +499,17 @@ export class Backup extends ReplicaNode {
       if (this.options.replication) await this.adoptPrimarySide();
     } catch (error) {
       this.halt(`failover failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** Drops the sessions the primary dropped at or before `last_seq` of the log: the same place it did. */
+  private applyForgets(last_seq: number): void {
+    if (this.forgets_pending.size === 0) return;
+    for (const f of this.forgets_pending.take(last_seq)) {
+      this.server.forget(f.session);
+      this.gate.forget(f.session);
+      this.session_epochs.delete(f.session);
+      if (this.history !== undefined && this.history.gone === undefined) this.forgets.add(f);
     }
   }
 
@@ -490,7 +523,7 @@ export class Backup extends ReplicaNode {
       const { primary: _primary, connect_timeout_ms: _connect, log_queue_bytes_max: _queue, onLogBytes: _bytes, ...shared } = this.options;
       const primary = await Primary.adopt(
         { ...shared, nodeId: this.nodeId, replication: this.options.replication!, onEvent: (text) => this.note(text) },
-        { epoch: this.epoch, runner: this.runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history! },
+        { epoch: this.epoch, runner: this.runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history!, forgets: this.forgets },
       );
       if (this.role !== 'primary') return void (await primary.close());
       this.adopted = primary;

@@ -58,6 +58,20 @@ export class OutputGate {
     return this.delivered.get(session) ?? 0;
   }
 
+  /**
+   * Drops the counters of a session the primary dropped (host/replication/forgets.ts), on the primary at
+   * the seq its log had reached, on the backup once the log received passes it.
+   */
+  forget(session: number): void {
+    this.delivered.delete(session);
+    this.outputs.delete(session);
+  }
+
+  /** Sessions whose requests are counted (bounded by the session table, as dropped sessions are forgotten). */
+  get sessions_counted(): number {
+    return this.delivered.size;
+  }
+
   get held_outputs(): number {
     return this.held.length - this.held_at;
   }
@@ -183,6 +197,11 @@ export class InputFeeder {
     this.taken.set(session, seq);
     this.queue.push({ session, payload }); // the payload is the decoder's own copy: kept, not copied again
     this.pump();
+  }
+
+  /** A session the primary dropped: it has nothing queued (the server drops only settled sessions). */
+  forget(session: number): void {
+    this.taken.delete(session);
   }
 
   stop(): void {

@@ -76,6 +76,7 @@ export function nodeMetrics(node: MeteredNode, options: NodeMetricsOptions = {})
   gauge('ftwasm_log_released_seq', 'Highest seq whose outputs were released to clients (on a backup: as the primary announced).', (s) => s.released_seq);
   gauge('ftwasm_lag_entries', 'Primary: entries recorded, not yet acknowledged. Backup: entries received, not yet handed to the replaying guest.', (s) => s.lag_entries);
   gauge('ftwasm_held_outputs', 'Outputs held by the output rule (waiting for an acknowledgement).', (s) => s.held_outputs);
+  gauge('ftwasm_sessions_counted', 'Client sessions whose requests the log bookkeeping counts (dropped sessions are forgotten).', (s) => s.sessions_counted);
   gauge('ftwasm_solo', '1 when this primary went on without a backup.', (s) => (s.solo ? 1 : 0));
   gauge('ftwasm_peer_connected', '1 while the log channel to the peer is up.', (s) => (s.peer_connected ? 1 : 0));
   gauge('ftwasm_guest_exited', '1 once the guest returned.', (s) => (s.guest_exited ? 1 : 0));

@@ -15,6 +15,7 @@ import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
 import { MemoryHistory, type HistoryFrame, type HistoryReader, type LogHistory } from './history.ts';
+import { ForgetLog, encodeForgets, type Forget } from './forgets.ts';
 
 export interface Endpoint {
   host?: string;
@@ -101,6 +102,8 @@ export interface ReplicaState {
   synced?: boolean;
   /** Primary: a backup that joined after it went on alone is being caught up (frames from the history) or synced. */
   rejoin?: 'catching_up' | 'syncing';
+  /** Sessions whose requests the log bookkeeping counts: the live ones, as dropped sessions are forgotten. */
+  sessions_counted: number;
 }
 
 export interface ReplicaEvents {
@@ -198,6 +201,8 @@ export interface AdoptedNode {
   feeder: InputFeeder;
   /** The backup's history (every frame from seq 1 while it is complete). */
   history: LogHistory;
+  /** The sessions dropped since seq 1, for backups that join later. */
+  forgets: ForgetLog;
 }
 
 /** A running primary; see startPrimary. */
@@ -227,6 +232,8 @@ export class Primary extends ReplicaNode {
   private retained: RetainedFrame[] = [];
   /** Every frame from seq 1 (until a bound is passed): what a joining backup replays. */
   private history: LogHistory;
+  /** Sessions dropped since seq 1 (host/replication/forgets.ts), told to a backup that joins later. */
+  private forgets = new ForgetLog();
   /** Made by Primary.adopt from a backup that went live (which owns the guest and the client server). */
   private adopted = false;
   /** A backup that joined this primary while it was alone: the next history frame to send it, or (syncing) the seq its ack must reach. */
@@ -297,6 +304,7 @@ export class Primary extends ReplicaNode {
     });
     this.feeder = new InputFeeder(() => (this.input_held ? undefined : this.runner), (s) => this.gate.deliveredOf(s), this.options.input_queue_max ?? INPUT_QUEUE_MAX_DEFAULT);
     server.onRequest = (session, seq, payload) => this.feeder.onRequest(session, seq, payload);
+    server.onSessionExpired = (session) => this.onSessionDropped(session);
 
     await this.listenReplication();
     await server.listen();
@@ -319,6 +327,8 @@ export class Primary extends ReplicaNode {
     p.gate = from.gate;
     p.feeder = from.feeder;
     p.history = from.history;
+    p.forgets = from.forgets;
+    p.server.onSessionExpired = (session) => p.onSessionDropped(session);
     const detach = p.attach(from.runner);
     try {
       await p.listenReplication();
@@ -414,6 +424,7 @@ export class Primary extends ReplicaNode {
       guest_exited: this.guest_exited,
       replay_lag_ms: Math.round(this.replayLagMs()),
       throttle_pause_us: this.throttle_us,
+      sessions_counted: this.gate?.sessions_counted ?? 0,
       ...(this.rejoin ? { rejoin: this.rejoin.phase } : {}),
     };
   }
@@ -521,6 +532,8 @@ export class Primary extends ReplicaNode {
     // address, which names no host a client could reach).
     const advertised = this.advertisedAddress();
     if (advertised !== undefined) peer.send(MessageType.PRIMARY, new TextEncoder().encode(advertised));
+    // Every session dropped since seq 1: a backup applies each when its log passes the seq (again is harmless).
+    for (const chunk of this.forgets.chunks(SESSION_RECORDS_MAX)) peer.send(MessageType.FORGET, encodeForgets(chunk));
   }
 
   /** A backup asks for the log from next_seq: served from the retained frames, if they reach back that far. */
@@ -655,6 +668,7 @@ export class Primary extends ReplicaNode {
   private keepHistory(frame: RetainedFrame): void {
     if (!this.history.add(frame)) return;
     this.note(`${this.history.gone}: a backup joining after this primary went on alone can no longer be caught up (that needs state transfer)`);
+    this.forgets.clear();
     if (this.rejoin?.phase === 'catching_up') this.peer?.refuse(`${this.history.gone} while catching up`);
   }
 
@@ -685,6 +699,18 @@ export class Primary extends ReplicaNode {
     this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: catching it up from seq ${next_seq} to ${this.gate.last_seq}`);
     this.sendSessionEpochs(peer);
     this.pumpCatchup();
+  }
+
+  /**
+   * The client server dropped a session (idle, or evicted from a full table): its counters go, here at the
+   * seq the log has reached, and on the backup when its log passes that seq (FORGET).
+   */
+  private onSessionDropped(session: number): void {
+    this.gate.forget(session);
+    this.feeder.forget(session);
+    const f: Forget = { session, at_seq: this.gate.last_seq };
+    if (this.history.gone === undefined) this.forgets.add(f);
+    if (this.peer?.isOpen) this.peer.send(MessageType.FORGET, encodeForgets([f]));
   }
 
   /**

@@ -103,7 +103,7 @@ describe('metrics', () => {
   it('serve only GET /metrics, on loopback unless told otherwise, with labels of the caller', async () => {
     const registry = new Registry();
     const node = {
-      state: () => ({ role: 'backup' as const, epoch: 3, lag_entries: 0, last_seq: 7, acked_seq: 7, released_seq: 5, held_outputs: 0, outputs_released: 0, solo: false, peer_connected: true, guest_exited: false }),
+      state: () => ({ role: 'backup' as const, epoch: 3, lag_entries: 0, last_seq: 7, acked_seq: 7, released_seq: 5, held_outputs: 0, outputs_released: 0, solo: false, peer_connected: true, guest_exited: false, sessions_counted: 2 }),
       clientStats: () => undefined,
     };
     nodeMetrics(node, { registry, labels: { node: 'b1' } });

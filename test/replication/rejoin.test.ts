@@ -6,9 +6,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { FtClient } from '../../host/net/index.ts';
 import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
-import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
 import { freePort } from '../../host/cli/procs.ts';
-import { SECRET, replicationFixture, str, text, until } from './support.ts';
+import { SECRET, expectLogReplays, replicationFixture, str, text, until } from './support.ts';
 
 const fx = replicationFixture('rejoin');
 let files = 0;
@@ -24,15 +23,6 @@ async function protectedThenFailover(old: Primary | Backup, next: Backup, c: FtC
   await old.close();
   expect(await next.live).toBe(3);
   for (let i = done + 11; i <= done + 20; i++) expect(await incr(c, key)).toBe(`VALUE ${i}\n`);
-}
-
-/** Ends a live node's guest (its input closed): the whole log it held and recorded replays to its final state. */
-async function expectLogReplays(b: Backup, frames: Uint8Array[]): Promise<void> {
-  expect(b.closeInput()).toBe(true);
-  const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b.once('exited', r));
-  const replayed = new GuestCore({ module: fx.module, mode: 'replay', source: new FrameSource(frames) }).run();
-  expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
-  expect(replayed.icount).toBe(result.icount);
 }
 
 describe('a backup joining a primary that went on alone', () => {
@@ -69,7 +59,7 @@ describe('a backup joining a primary that went on alone', () => {
     expect(c1.stats().epoch).toBe(3);
 
     // Its whole log (received from seq 1, then recorded) replays to its state.
-    await expectLogReplays(b2, frames);
+    await expectLogReplays(fx.module, b2, frames);
   });
 
   it('a backup that went live (with a replication address) serves a new backup the same way, from its log file, which takes over in turn', async () => {
@@ -96,7 +86,7 @@ describe('a backup joining a primary that went on alone', () => {
     expect(archive.lastSeq).toBe(b1.state().last_seq); // the file b2 was served from holds the whole log
     const c2 = fx.client(b1.clientAddress(), b2.clientAddress());
     await protectedThenFailover(b1, b2, c2, 'z', 100);
-    await expectLogReplays(b2, frames);
+    await expectLogReplays(fx.module, b2, frames);
   });
 
   it('is refused with a clear reason once the history passed history_bytes_max', async () => {

@@ -1,6 +1,6 @@
 // What the in-process replication tests share: the instrumented kv guest, a scratch directory of file
 // arbiters, and nodes and clients that are closed after each test (registered as they are made).
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { openArbiter, type Arbiter } from '../../host/arbiter/index.ts';
 import { instrument } from '../../host/instrument/index.ts';
 import { FtClient } from '../../host/net/index.ts';
 import { startBackup, startPrimary, type Backup, type Primary } from '../../host/replication/index.ts';
+import { FrameSource, GuestCore, hex } from '../../host/vm/index.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 export const SECRET = new TextEncoder().encode('correct horse battery staple 0123');
@@ -75,4 +76,13 @@ export function replicationFixture(prefix: string, onEvent?: (text: string) => v
     },
   };
   return f;
+}
+
+/** Ends a live node's guest (its input closed): the whole log it held and recorded replays to its final state. */
+export async function expectLogReplays(module: WebAssembly.Module, b: Backup, frames: Uint8Array[]): Promise<void> {
+  expect(b.closeInput()).toBe(true);
+  const result = await new Promise<NonNullable<Backup['guestResult']>>((r) => b.once('exited', r));
+  const replayed = new GuestCore({ module, mode: 'replay', source: new FrameSource(frames) }).run();
+  expect(hex(replayed.stateHash)).toBe(hex(result.stateHash));
+  expect(replayed.icount).toBe(result.icount);
 }
