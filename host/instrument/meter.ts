@@ -430,8 +430,10 @@ export class Meter {
         case 0x21:
         case 0x22: {
           const local = index(r, localCount, 'local');
-          const writes = localWrites.get(local);
-          if (writes !== undefined) localWrites.set(local, writes + 1);
+          if (localWrites.size > 0) {
+            const writes = localWrites.get(local);
+            if (writes !== undefined) localWrites.set(local, writes + 1);
+          }
           break;
         }
         case 0x23: // global.get/set

@@ -296,7 +296,7 @@ export class Backup extends ReplicaNode {
           this.pumpLog();
           this.retryConnect();
         });
-        peer.send(MessageType.HELLO, u64Payload(this.received_seq + 1));
+        peer.send(MessageType.HELLO, u64sPayload(this.received_seq + 1, this.payload_max));
         if (this.paused) peer.pause();
         this.note(`connected to the primary at ${host}:${this.options.primary.port}, log from seq ${this.received_seq + 1}`);
       },

@@ -18,7 +18,7 @@ export const MessageType = {
   AUTH: 2, // backup -> primary: nonce_b (32), mac (32)
   AUTH_OK: 3, // primary -> backup: mac (32)
   REFUSED: 4, // either way: UTF-8 reason, then the connection closes
-  HELLO: 5, // backup -> primary: next_seq u64 (the first log seq it needs)
+  HELLO: 5, // backup -> primary: next_seq u64 (the first log seq it needs), payload_max u64 (its client payload limit)
   FRAMES: 6, // primary -> backup: whole log frames, back to back
   ACK: 7, // backup -> primary: seq u64, the highest log seq received; echo u64, the newest primary stamp heard
   RELEASED: 8, // primary -> backup: seq u64, the highest log seq whose output the primary released

@@ -498,7 +498,15 @@ export class Primary extends ReplicaNode {
 
   private onMessage(peer: LogPeer, m: ChannelMessage): void {
     if (m.epoch > this.epoch) return this.halt(`the backup at ${peer.peer} speaks for epoch ${m.epoch}, above this primary's ${this.epoch}`);
-    if (m.type === MessageType.HELLO) return this.onHello(peer, readU64(m.payload, 'HELLO'));
+    if (m.type === MessageType.HELLO) {
+      const [next_seq, payload_max] = readU64s(m.payload, 2, 'HELLO');
+      // The limit is also the guests' `send` limit, and a request one node takes must be one the other's guest
+      // can replay: the two must be equal.
+      if (payload_max !== this.payload_max) {
+        return peer.refuse(`the backup's client payload limit is ${payload_max} bytes, this primary's ${this.payload_max}: set clients.limits.payload_bytes_max alike on both`);
+      }
+      return this.onHello(peer, next_seq!);
+    }
     if (peer !== this.peer) return peer.refuse('not the current backup');
     this.last_heard_ms = performance.now();
     switch (m.type) {

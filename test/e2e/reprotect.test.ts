@@ -48,7 +48,8 @@ describe('protection restored after a failover', () => {
     const log = join(dir, 'b2.ftwlog');
     const b2 = ftwasm(['backup', kv, '--primary', `127.0.0.1:${rB1}`, '--clients', `127.0.0.1:${cB2}`, '--log', log, ...common]);
     await until(() => b1.stderr().includes('protected again in epoch 2'), 'the new backup to catch up', 30_000);
-    expect(b2.stderr()).toMatch(/synced with the primary at seq \d+/);
+    // b1 notes SYNCED as it sends it; b2 notes it as it reads it, a moment later through another pipe
+    await until(() => /synced with the primary at seq \d+/.test(b2.stderr()), 'the new backup to be told SYNCED');
     const before = (/load: (\d+) responses/g.exec(load.stderr().split('\n').filter((l) => /load: \d+ responses/.test(l)).at(-1) ?? '') ?? [])[1];
     expect(Number(before ?? 0)).toBeLessThan(sessions * requests); // the load still runs: the second kill is mid-load
 

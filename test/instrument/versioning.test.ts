@@ -172,6 +172,24 @@ describe('loop versioning', () => {
     expect(versioned(instrument(source))).toBe(1);
   });
 
+  it('copies a loop with results and a return inside, and both forms agree', async () => {
+    // the loop leaves t on the stack; an early `return` leaves the function from inside the copy
+    const source = await wat(`(module (func (export "run") (param $t i32) (param $stop i32) (result i32)
+      (loop $L (result i32)
+        (if (i32.lt_u (local.get $t) (i32.const 100)) (then
+          (if (i32.eq (local.get $t) (local.get $stop)) (then (return (i32.const -1))))
+          (local.set $t (i32.add (local.get $t) (i32.const 3))) (br $L)))
+        (local.get $t))))`);
+    const withCopy = instrument(source);
+    expect(versioned(withCopy)).toBe(1);
+    const without = instrument(source, { versionLoops: false });
+    for (const [t0, stop, budget] of [[0, 50, 1n << 30n], [0, 51, 1n << 30n], [7, 1000, 40n], [200, 0, 5n], [0, 99, 300n]] as const) {
+      expect(runMetered(withCopy, budget, [50, 50], t0, stop)).toEqual(runMetered(without, budget, [50, 50], t0, stop));
+    }
+    expect(runMetered(withCopy, 1n << 30n, [], 0, 50).result).toBe(102);
+    expect(runMetered(withCopy, 1n << 30n, [], 0, 51).result).toBe(-1);
+  });
+
   it('refuses a versionLoops option that is not a boolean', async () => {
     const source = await wat('(module)');
     expect(() => instrument(source, { versionLoops: 'yes' as unknown as boolean })).toThrow(InstrumentError);

@@ -4,10 +4,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import type { Arbiter } from '../../host/arbiter/index.ts';
 import { EntryKind, FrameReader, FrameWriter } from '../../host/log/index.ts';
-import type { FtClient } from '../../host/net/index.ts';
+import { PAYLOAD_BYTES_MAX_DEFAULT, type FtClient } from '../../host/net/index.ts';
 import {
   LogPeer,
   MessageType,
+  u64sPayload,
   startBackup,
   startPrimary,
   type Backup,
@@ -61,12 +62,21 @@ async function fakeBackup(p: Primary) {
     }
     messages.push(frames);
   });
-  peer.send(MessageType.HELLO, u64(1));
+  peer.send(MessageType.HELLO, u64sPayload(1, PAYLOAD_BYTES_MAX_DEFAULT));
   await until(() => state.stamp > 0, 'the first heartbeat');
   return { peer, messages, released, sends, state, stamps };
 }
 
 describe('the log channel', () => {
+  it("refuses a backup whose client payload limit differs from the primary's, naming both", async () => {
+    const a = await fx.arbiter();
+    const p = await fx.primary({ arbiter: a });
+    const b = await fx.backupOf(p, a, { clients: { limits: { payload_bytes_max: 4096 } } });
+    const reason = await new Promise<string>((r) => b.once('halted', r));
+    expect(reason).toContain(`the backup's client payload limit is 4096 bytes, this primary's ${PAYLOAD_BYTES_MAX_DEFAULT}`);
+    expect(p.state().peer_connected).toBe(false);
+  });
+
   it('refuses a backup without the secret before any log byte flows, with a clear error', async () => {
     const p = await primary({ heartbeat_timeout_ms: 5_000 });
     const peer = connectPeer(p.replicationAddress(), WRONG);
