@@ -31,6 +31,10 @@ const WARMUP_ROUNDS = quick ? 1 : 2;
 // a tight loop's speed by several percent either way), SAMPLE_ROUNDS rounds each; rounds are pooled.
 // Five: with three, one guest's per-process ratios spread from 1.01 to 1.13 (nbody, 2026-11-27).
 const PROCESSES = quick ? 1 : Number(process.env.BENCH_PROCESSES ?? 5);
+// ...and within a process, COPIES separately compiled copies of each variant (the same module with a custom
+// section naming the copy, so V8 compiles and places it anew), used in turn from round to round: placement
+// luck is averaged inside a process too. wasm-metering, ~10x slower and far from the figures, gets one.
+const COPIES = quick ? 1 : 3;
 const SAMPLE_ROUNDS = quick ? 3 : 7;
 // wasm-metering runs ~10x slower; it takes part in the first rounds only.
 const METERED_SAMPLE_ROUNDS = 2;
@@ -94,7 +98,17 @@ function benchGuests() {
   });
 }
 
-/** One instance per variant, with the counters each one reports. */
+/** `bytes` with a custom section `ftwasm-bench-copy-<k>` appended: other bytes, so V8 compiles them anew. */
+function withCopyTag(bytes, k) {
+  const name = new TextEncoder().encode(`ftwasm-bench-copy-${k}`);
+  const out = new Uint8Array(bytes.length + 3 + name.length);
+  out.set(bytes, 0);
+  out.set([0, name.length + 1, name.length], bytes.length);
+  out.set(name, bytes.length + 3);
+  return out;
+}
+
+/** COPIES instances per variant (one for wasm-metering), with the counters each one reports. */
 async function instantiateVariants(bytes) {
   const counters = { gas: 0, exhausted: 0 };
   const imports = {
@@ -122,7 +136,12 @@ async function instantiateVariants(bytes) {
     metering: new Uint8Array(meterWASM(Buffer.from(bytes), {})),
   };
   const instances = {};
-  for (const v of VARIANTS) instances[v] = (await WebAssembly.instantiate(modules[v], imports)).instance;
+  for (const v of VARIANTS) {
+    instances[v] = [];
+    for (let k = 0; k < (v === 'metering' ? 1 : COPIES); k++) {
+      instances[v].push((await WebAssembly.instantiate(withCopyTag(modules[v], k), imports)).instance);
+    }
+  }
   return { modules, instances, counters };
 }
 
@@ -165,7 +184,10 @@ async function measureGuest(guest) {
     // Rotate the order each round so no variant always runs first (or right after the slow one).
     for (let i = 0; i < order.length; i++) {
       const variant = order[(i + round) % order.length];
-      const s = runOnce(variant, instances[variant], counters);
+      const copies = instances[variant];
+      // Warm-up rounds run every copy (each must tier up); timed rounds take the copies in turn.
+      if (!warm) for (let k = 1; k < copies.length; k++) runOnce(variant, copies[k], counters);
+      const s = runOnce(variant, copies[warm ? (round - WARMUP_ROUNDS) % copies.length : 0], counters);
       checksums.push({ variant, checksum: s.checksum });
       if (s.icount !== undefined) counts.icount.add(s.icount.toString());
       if (s.gas !== undefined) counts.gas.add(s.gas);
@@ -475,7 +497,7 @@ async function main() {
     benchmark: 'instrument',
     machine,
     config: {
-      processes: PROCESSES, warmupRounds: WARMUP_ROUNDS, sampleRoundsPerProcess: SAMPLE_ROUNDS, meteredSampleRounds: METERED_SAMPLE_ROUNDS,
+      processes: PROCESSES, copiesPerProcess: COPIES, warmupRounds: WARMUP_ROUNDS, sampleRoundsPerProcess: SAMPLE_ROUNDS, meteredSampleRounds: METERED_SAMPLE_ROUNDS,
       instrumentBatchMs: INSTRUMENT_BATCH_MS, largeSamples: LARGE_SAMPLES, quick,
       ftwasmFuel: '2^63-1 (default)', meteringOptions: 'meterWASM(bytes, {}): default cost table, meterType i32, import metering.usegas',
       guestFlags: 'asc --target release (-O3, incremental runtime) --disable sign-extension,nontrapping-f2i,bulk-memory,mutable-globals',
