@@ -801,16 +801,9 @@ export class Meter {
   }
 }
 
-/** A signed LEB128 i32 the scan has already checked. */
+/** A signed LEB128 i32 the scan has already checked (read as the block types' s33, which covers it). */
 function readS32(buf: Uint8Array, pos: number): number {
-  let result = 0;
-  let shift = 0;
-  for (;;) {
-    const b = buf[pos++]!;
-    result += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if ((b & 0x80) === 0) return b & 0x40 ? result - 2 ** shift : result;
-  }
+  return new ByteReader(buf, pos).s33();
 }
 
 function leb(value: number): Uint8Array {
