@@ -46,8 +46,11 @@ export class ForgetLog {
   private records: Forget[] = [];
   lost = false;
 
+  /** Records come in seq order; one below the last is a repeat (a backup is sent them all again at HELLO). */
   add(f: Forget): void {
     if (this.lost) return;
+    const last = this.records.at(-1);
+    if (last !== undefined && (f.at_seq < last.at_seq || (f.at_seq === last.at_seq && f.session === last.session))) return;
     if (this.records.length >= FORGETS_MAX) {
       this.lost = true;
       this.records = [];
