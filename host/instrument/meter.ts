@@ -140,36 +140,36 @@ const WRAP_LABELS = 3;
  * an inline `loop`. Branches inside $L to labels outside it are renumbered past the three new labels.
  */
 export class Meter {
-  private starts = new Int32Array(1024);
-  private kinds = new Uint8Array(1024);
-  private flags = new Uint8Array(1024);
-  private aux = new Int32Array(1024); // per instruction: offset into `labels`, or the header segment of a wrapped loop's end
-  private costs = new Float64Array(1024);
+  private starts!: Int32Array;
+  private kinds!: Uint8Array;
+  private flags!: Uint8Array;
+  private aux!: Int32Array; // per instruction: offset into `labels`, or the header segment of a wrapped loop's end
+  private costs!: Float64Array;
   private labels = new Int32Array(1024);
-  private frameWrapped = new Uint8Array(1024);
-  private frameHeaderSegment = new Int32Array(1024);
-  private framePrepayable = new Uint8Array(1024);
+  private frameWrapped!: Uint8Array;
+  private frameHeaderSegment!: Int32Array;
+  private framePrepayable!: Uint8Array;
   // Per segment: a wrapped loop's header (1); its header is prepaid on every edge into it (1); the header
   // segment a segment's closing `br` prepays, or -1.
-  private segHeader = new Uint8Array(1024);
-  private segPrepaid = new Uint8Array(1024);
-  private segPrepays = new Int32Array(1024);
-  private segMerged = new Uint8Array(1024); // a prepaid header whose fall-in charge rides on the segment before it
-  private edgeHeader = new Int32Array(1024); // per F_EDGE instruction: the header segment of its target loop
-  private wrappedBelow = new Int32Array(1025); // wrappedBelow[k]: wrapped loops among frame levels 0..k-1
+  private segHeader!: Uint8Array;
+  private segPrepaid!: Uint8Array;
+  private segPrepays!: Int32Array;
+  private segMerged!: Uint8Array; // a prepaid header whose fall-in charge rides on the segment before it
+  private edgeHeader!: Int32Array; // per F_EDGE instruction: the header segment of its target loop
+  private wrappedBelow!: Int32Array; // wrappedBelow[k]: wrapped loops among frame levels 0..k-1
   // Per frame, for counted leaf loops (LoopVersion): the instruction that opened it; a loop's induction local
   // (-1: not a candidate), bound, compare and increment; whether a branch other than the counted back edge
   // targets it; counted back edges seen; writes of its local before its body; for an `if`, whether its
   // `else` was seen.
-  private frameOpen = new Int32Array(1024);
-  private frameInduction = new Int32Array(1024);
-  private frameBound = new Float64Array(1024);
-  private frameUnsigned = new Uint8Array(1024);
-  private frameStep = new Float64Array(1024);
-  private frameOtherBranch = new Uint8Array(1024);
-  private frameBackEdges = new Int32Array(1024);
-  private frameWrites = new Float64Array(1024);
-  private frameElse = new Uint8Array(1024);
+  private frameOpen!: Int32Array;
+  private frameInduction!: Int32Array;
+  private frameBound!: Float64Array;
+  private frameUnsigned!: Uint8Array;
+  private frameStep!: Float64Array;
+  private frameOtherBranch!: Uint8Array;
+  private frameBackEdges!: Int32Array;
+  private frameWrites!: Float64Array;
+  private frameElse!: Uint8Array;
   private readonly versions = new Map<number, LoopVersion>();
   private readonly localWrites = new Map<number, number>();
   private readonly fuelGlobalLeb: Uint8Array;
@@ -179,12 +179,11 @@ export class Meter {
   constructor(private readonly ctx: MeterContext) {
     this.fuelGlobalLeb = leb(ctx.fuelGlobal);
     this.exhaustedLeb = leb(ctx.exhaustedFunc);
+    this.allocate(1024);
   }
 
-  private ensure(n: number): void {
-    if (n < this.starts.length) return;
-    let cap = this.starts.length * 2;
-    while (cap <= n) cap *= 2;
+  /** (Re)allocates the per-instruction, per-segment and per-frame scratch arrays for `cap` of each. */
+  private allocate(cap: number): void {
     this.starts = new Int32Array(cap);
     this.kinds = new Uint8Array(cap);
     this.flags = new Uint8Array(cap);
@@ -208,6 +207,13 @@ export class Meter {
     this.frameBackEdges = new Int32Array(cap);
     this.frameWrites = new Float64Array(cap);
     this.frameElse = new Uint8Array(cap);
+  }
+
+  private ensure(n: number): void {
+    if (n < this.starts.length) return;
+    let cap = this.starts.length * 2;
+    while (cap <= n) cap *= 2;
+    this.allocate(cap);
   }
 
   private pushLabel(at: number, value: number): void {
@@ -645,27 +651,27 @@ export class Meter {
       out.s64(BigInt(Math.max(v.bound - t0, 0) + 2) * BigInt(cost));
       out.byte(0x53); // i64.lt_s
     } else {
-    out.byte(0x20); // local.get fuel
-    out.bytes(fuelLocal);
-    out.byte(0x42); // i64.const K
-    out.sInt(v.bound);
-    out.byte(0x20); // local.get t, widened as the compare reads it
-    out.u32(v.local);
-    out.byte(v.unsigned ? 0xad : 0xac); // i64.extend_i32_u / _s
-    out.byte(0x7d); // i64.sub
-    out.byte(0x42); // i64.const 2
-    out.byte(0x02);
-    out.byte(0x7c); // i64.add
-    out.byte(0x42); // i64.const cost
-    out.sInt(cost);
-    out.byte(0x7e); // i64.mul
-    out.byte(0x53); // i64.lt_s
-    out.byte(0x20); // local.get fuel
-    out.bytes(fuelLocal);
-    out.byte(0x42); // i64.const cost
-    out.sInt(cost);
-    out.byte(0x53); // i64.lt_s
-    out.byte(0x72); // i32.or
+      out.byte(0x20); // local.get fuel
+      out.bytes(fuelLocal);
+      out.byte(0x42); // i64.const K
+      out.sInt(v.bound);
+      out.byte(0x20); // local.get t, widened as the compare reads it
+      out.u32(v.local);
+      out.byte(v.unsigned ? 0xad : 0xac); // i64.extend_i32_u / _s
+      out.byte(0x7d); // i64.sub
+      out.byte(0x42); // i64.const 2
+      out.byte(0x02);
+      out.byte(0x7c); // i64.add
+      out.byte(0x42); // i64.const cost
+      out.sInt(cost);
+      out.byte(0x7e); // i64.mul
+      out.byte(0x53); // i64.lt_s
+      out.byte(0x20); // local.get fuel
+      out.bytes(fuelLocal);
+      out.byte(0x42); // i64.const cost
+      out.sInt(cost);
+      out.byte(0x53); // i64.lt_s
+      out.byte(0x72); // i32.or
     }
     out.byte(0x0d); // br_if $E
     out.byte(0x00);
