@@ -1,36 +1,22 @@
 // Failover with real processes on loopback: a primary, a backup and a client load; the primary is killed
 // with SIGKILL midway. Every request must be answered exactly once and in order, by whichever node is
 // primary, and the backup must have gone live in a new epoch won from the file arbiter.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../../host/cli/procs.ts';
-import { Children, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, scratch, until } from './support.ts';
+import { e2eFixture, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, until } from './support.ts';
 
-const children = new Children();
-let dir = '';
-let secret = '';
-let remove = (): void => undefined;
-
-beforeAll(() => {
-  ({ dir, secret, remove } = scratch('failover'));
-  mkdirSync(join(dir, 'arbiter'));
-});
-
-afterAll(async () => {
-  await children.stopAll();
-  remove();
-});
-
-const ftwasm = (args: string[]) => children.ftwasm(args);
+const fx = e2eFixture('failover', { arbiterDir: true });
+const ftwasm = fx.ftwasm;
 
 describe('failover across real processes', () => {
   it('kill -9 of the primary midway: the backup goes live in epoch 2 and the load sees every reply exactly once, in order', async () => {
     const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
-    const arbiter = `file:${join(dir, 'arbiter')}`;
-    const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret, ...nodeTiming]);
+    const arbiter = `file:${join(fx.dir, 'arbiter')}`;
+    const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
     await until(() => primary.stderr().includes('primary: ready in epoch 1'), 'the primary to be ready');
-    const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret, ...nodeTiming]);
+    const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
     await until(() => backup.stderr().includes('connected to the primary'), 'the backup to connect');
 
     const sessions = 4;
@@ -46,7 +32,7 @@ describe('failover across real processes', () => {
     const { code, verdict, line } = await loadVerdict(load, 45_000);
     expect(code, load.stderr()).toBe(0);
     expect(verdict).toEqual(allAnswered(sessions * requests));
-    expect(readdirSync(join(dir, 'arbiter', 'default')).filter((n) => n.startsWith('epoch-')).sort()).toEqual(['epoch-0000000000000001', 'epoch-0000000000000002']);
+    expect(readdirSync(join(fx.dir, 'arbiter', 'default')).filter((n) => n.startsWith('epoch-')).sort()).toEqual(['epoch-0000000000000001', 'epoch-0000000000000002']);
     expect(backup.stderr()).toMatch(/won epoch 2/);
     console.log(`e2e failover: backup live ${failover_ms} ms after kill -9; verdict ${line}`);
 

@@ -4,7 +4,7 @@
 // fault-free baseline. In each, the client load's verdict is all zeros, exactly one node ends up live, and the
 // survivor's final state hash and instruction count (printed when SIGTERM stops it) equal those of
 // `ftwasm replay` of the log it wrote with --log, i.e. of a fault-free run of that log.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
@@ -12,7 +12,7 @@ import { ETCD_PRESENT, etcdForTests, type EtcdForTests } from '../arbiter/etcd-s
 import { freePort, stopCli, type CliProcess } from '../../host/cli/procs.ts';
 import { decodeFileHeader } from '../../host/log/index.ts';
 import { startProxy, type Proxy } from './proxy.ts';
-import { Children, NODE_TIMEOUT_MS, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, scratch, until , expectSurvivorIsReplay, replayOf, stopSurvivor } from './support.ts';
+import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, until, expectSurvivorIsReplay, replayOf, stopSurvivor } from './support.ts';
 
 const EXIT_WAIT_MS = 15_000;
 const LOAD_WAIT_MS = 45_000;
@@ -22,28 +22,22 @@ const REQUESTS = 300;
 
 const seed = process.env.FTWASM_SEED ? Number(process.env.FTWASM_SEED) : (Math.random() * 2 ** 31) | 0;
 const random = rng(seed);
-const children = new Children();
 const proxies: Proxy[] = [];
 let etcd: EtcdForTests | undefined;
-let dir = '';
-let secret = '';
-let remove = (): void => undefined;
 let runs = 0;
 
-const ftwasm = (args: string[]): CliProcess => children.ftwasm(args);
+const fx = e2eFixture('faults', {
+  after: async () => {
+    await Promise.all(proxies.map((p) => p.close()));
+    await etcd?.stop();
+  },
+});
+const ftwasm = fx.ftwasm;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const exitOf = (p: CliProcess, timeout_ms = EXIT_WAIT_MS): Promise<number | null | 'timeout'> => exitWithin(p, timeout_ms);
 
 beforeAll(() => {
-  ({ dir, secret, remove } = scratch('faults'));
   console.log(`[faults] seed ${seed} (rerun with FTWASM_SEED=${seed})`);
-});
-
-afterAll(async () => {
-  await children.stopAll();
-  await Promise.all(proxies.map((p) => p.close()));
-  await etcd?.stop();
-  remove();
 });
 
 interface Pair {
@@ -58,10 +52,10 @@ interface Pair {
 
 /** A primary and its backup, both writing --log; the backup reaches the primary through a proxy if asked. */
 async function startPair(arbiter: string, options: { deployment?: string; proxy?: 'forward' | 'keep-open' } = {}): Promise<Pair> {
-  const runDir = join(dir, `run-${++runs}`);
+  const runDir = join(fx.dir, `run-${++runs}`);
   mkdirSync(runDir);
   const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
-  const common = ['--arbiter', arbiter, '--secret-file', secret, ...nodeTiming, ...(options.deployment ? ['--deployment', options.deployment] : [])];
+  const common = ['--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming, ...(options.deployment ? ['--deployment', options.deployment] : [])];
   const logP = join(runDir, 'primary.ftlog');
   const logB = join(runDir, 'backup.ftlog');
   const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--log', logP, ...common]);
@@ -112,13 +106,13 @@ function releasedOf(p: CliProcess, role: string): { seq: number; outputs: number
 
 describe('faults with real processes on loopback', () => {
   it('no fault (the baseline): SIGTERM of the primary ends both nodes; both logs are the same bytes, and both final states equal its replay', { timeout: 60_000 }, async () => {
-    const arbiterDir = join(dir, 'arbiter-0');
+    const arbiterDir = join(fx.dir, 'arbiter-0');
     mkdirSync(arbiterDir);
     const pair = await startPair(`file:${arbiterDir}`);
     try {
       const load = startLoad(pair.servers);
       await expectAllZeros(load, pair.describe);
-      const primary = await stopSurvivor(children, pair.primary, 'primary', pair.describe);
+      const primary = await stopSurvivor(fx.children, pair.primary, 'primary', pair.describe);
       // The backup replays the END its primary recorded, ends with the same state, and never fails over.
       expect(await exitOf(pair.backup), pair.describe()).toBe(0);
       expect(pair.backup.stderr()).not.toMatch(/primary lost|claiming/);
@@ -126,7 +120,7 @@ describe('faults with real processes on loopback', () => {
       expect(backup, pair.describe()).not.toBeNull();
       expect({ hash: backup![1], icount: backup![2], lastSeq: Number(backup![3]) }).toEqual(primary);
       expect(framesOf(pair.logB).equals(framesOf(pair.logP)), 'the backup logged the same frames as the primary').toBe(true);
-      const replay = await replayOf(children, pair.logP);
+      const replay = await replayOf(fx.children, pair.logP);
       expect({ hash: replay.hash, icount: replay.icount }).toEqual({ hash: primary.hash, icount: primary.icount });
       console.log(`[faults] no fault: primary and backup final state ${primary.hash.slice(0, 16)}… icount ${primary.icount}, ${primary.lastSeq} entries, equal to ftwasm replay`);
     } finally {
@@ -136,7 +130,7 @@ describe('faults with real processes on loopback', () => {
   });
 
   it('kill -9 of the backup: the primary claims epoch 2 and goes on alone; verdict all zeros; its state equals a replay of its log', { timeout: 90_000 }, async () => {
-    const arbiterDir = join(dir, 'arbiter-a');
+    const arbiterDir = join(fx.dir, 'arbiter-a');
     mkdirSync(arbiterDir);
     const pair = await startPair(`file:${arbiterDir}`);
     try {
@@ -148,7 +142,7 @@ describe('faults with real processes on loopback', () => {
       });
       await expectAllZeros(load, pair.describe);
       console.log(`[faults] backup kill -9 ${moment}: verdict all zeros; ${load.stderr().match(/load: outputs by epoch .*/)?.[0]}`);
-      await expectSurvivorIsReplay(children, pair.primary, 'primary', pair.logP, pair.describe);
+      await expectSurvivorIsReplay(fx.children, pair.primary, 'primary', pair.logP, pair.describe);
     } finally {
       await stopCli(pair.primary);
       await stopCli(pair.backup);
@@ -156,7 +150,7 @@ describe('faults with real processes on loopback', () => {
   });
 
   it('SIGSTOP of the primary for 3x the heartbeat timeout, then SIGCONT: the backup is live in epoch 2, the old primary halts and released nothing after the stop', { timeout: 90_000 }, async () => {
-    const arbiterDir = join(dir, 'arbiter-b');
+    const arbiterDir = join(fx.dir, 'arbiter-b');
     mkdirSync(arbiterDir);
     // Through a proxy that does not pass the backup's close on: the resumed primary reads what waits in its
     // socket (below) instead of finding the connection reset first.
@@ -196,7 +190,7 @@ describe('faults with real processes on loopback', () => {
       expect(released.outputs, 'outputs went out before the stop').toBeGreaterThan(0);
       await expectAllZeros(load, pair.describe);
       console.log(`[faults] primary SIGSTOP ${moment}: backup live; old primary halted, released up to seq ${released.seq} (backup knew ${lastHeard![1]}); verdict all zeros; ${load.stderr().match(/load: outputs by epoch .*/)?.[0]}`);
-      await expectSurvivorIsReplay(children, pair.backup, 'backup', pair.logB, pair.describe);
+      await expectSurvivorIsReplay(fx.children, pair.backup, 'backup', pair.logB, pair.describe);
     } finally {
       await stopCli(pair.primary);
       await stopCli(pair.backup);
@@ -210,7 +204,7 @@ describe('faults with real processes on loopback', () => {
       let arbiter: string;
       let deployment: string | undefined;
       if (kind === 'file') {
-        const arbiterDir = join(dir, 'arbiter-c');
+        const arbiterDir = join(fx.dir, 'arbiter-c');
         mkdirSync(arbiterDir);
         arbiter = `file:${arbiterDir}`;
       } else {
@@ -240,7 +234,7 @@ describe('faults with real processes on loopback', () => {
         expect(loser.stderr()).not.toMatch(/won epoch 2|LIVE as primary/);
         await expectAllZeros(load, pair.describe);
         console.log(`[faults] partition ${moment}, ${kind} arbiter: ${role} won epoch 2, ${other} halted (${/halted: (.*)/.exec(loser.stderr())?.[1]}); verdict all zeros; ${load.stderr().match(/load: outputs by epoch .*/)?.[0]}`);
-        await expectSurvivorIsReplay(children, survivor, role, log, pair.describe);
+        await expectSurvivorIsReplay(fx.children, survivor, role, log, pair.describe);
       } finally {
         await stopCli(pair.primary);
         await stopCli(pair.backup);

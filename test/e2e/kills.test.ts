@@ -2,28 +2,15 @@
 // run must end with every request answered exactly once and in order, the backup live in epoch 2, and the
 // backup's final state equal to `ftwasm replay` of the log it wrote (received, then recorded once live).
 // Runs: FTWASM_KILL_RUNS (default 20); each run is bounded in time, the whole file too.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
 import { freePort, stopCli } from '../../host/cli/procs.ts';
-import { Children, NODE_TIMEOUT_MS, nodeTiming, allAnswered, expectSurvivorIsReplay, kv, loadVerdict, scratch, until } from './support.ts';
+import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, expectSurvivorIsReplay, kv, loadVerdict, until } from './support.ts';
 
-const children = new Children();
-let dir = '';
-let secret = '';
-let remove = (): void => undefined;
-
-beforeAll(() => {
-  ({ dir, secret, remove } = scratch('kills'));
-});
-
-afterAll(async () => {
-  await children.stopAll();
-  remove();
-});
-
-const ftwasm = (args: string[]) => children.ftwasm(args);
+const fx = e2eFixture('kills');
+const ftwasm = fx.ftwasm;
 
 const RUNS = Number(process.env.FTWASM_KILL_RUNS ?? 20);
 const SESSIONS = 3;
@@ -36,13 +23,13 @@ describe('kill -9 of the primary at random moments', () => {
     const random = rng(seed);
     const failovers: number[] = [];
     for (let run = 0; run < RUNS; run++) {
-      const runDir = join(dir, `run-${run}`);
+      const runDir = join(fx.dir, `run-${run}`);
       mkdirSync(join(runDir, 'arbiter'), { recursive: true });
       const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
       const arbiter = `file:${join(runDir, 'arbiter')}`;
-      const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', secret, ...nodeTiming]);
+      const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
       const logB = join(runDir, 'backup.ftwlog');
-      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', secret, '--log', logB, ...nodeTiming]);
+      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', fx.secret, '--log', logB, ...nodeTiming]);
       try {
         await until(() => primary.stderr().includes('primary: ready in epoch 1'), `run ${run}: the primary to be ready`);
         await until(() => backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect`);
@@ -61,7 +48,7 @@ describe('kill -9 of the primary at random moments', () => {
         expect(code, `run ${run} (kill after ${hundreds * 100} replies): ${load.stderr().slice(-2000)}`).toBe(0);
         expect(verdict, `run ${run}`).toEqual(allAnswered(SESSIONS * REQUESTS));
         // The survivor passed through exactly the states of a fault-free run of its log.
-        await expectSurvivorIsReplay(children, backup, 'backup', logB, () => `run ${run}: backup said:\n${backup.stderr().slice(-2000)}`);
+        await expectSurvivorIsReplay(fx.children, backup, 'backup', logB, () => `run ${run}: backup said:\n${backup.stderr().slice(-2000)}`);
       } finally {
         await stopCli(primary);
         await stopCli(backup);

@@ -1,9 +1,9 @@
 // What the e2e tests share: paths of the built CLI and guest, child processes that are always reaped, a
 // scratch directory with a secret file, bounded waits, and the load client's verdict.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { spawnCli, stopCli, until as untilMs, type CliProcess } from '../../host/cli/procs.ts';
 
 export const root = new URL('../..', import.meta.url).pathname;
@@ -31,6 +31,38 @@ export class Children {
   async stopAll(): Promise<void> {
     await Promise.all(this.all.map((child) => stopCli(child)));
   }
+}
+
+/**
+ * One e2e test file's setup: a scratch directory with the secret file (and an empty `arbiter/` for the file
+ * arbiter when asked), made before its tests; its children reaped, then `after`, then the directory removed.
+ */
+export function e2eFixture(prefix: string, options: { arbiterDir?: boolean; after?: () => unknown } = {}) {
+  const children = new Children();
+  let made: { dir: string; secret: string; remove(): void } | undefined;
+  beforeAll(() => {
+    made = scratch(prefix);
+    if (options.arbiterDir) mkdirSync(join(made.dir, 'arbiter'));
+  });
+  afterAll(async () => {
+    await children.stopAll();
+    await options.after?.();
+    made?.remove();
+  });
+  const need = () => {
+    if (!made) throw new Error('the e2e fixture is used before beforeAll');
+    return made;
+  };
+  return {
+    children,
+    get dir(): string {
+      return need().dir;
+    },
+    get secret(): string {
+      return need().secret;
+    },
+    ftwasm: (args: string[]): CliProcess => children.ftwasm(args),
+  };
 }
 
 /** A fresh scratch directory holding the channel's secret file; `remove` deletes it. */
