@@ -5,7 +5,8 @@ export type InstrumentErrorCode =
   | 'FTW_ATOMICS' // atomic operators (0xFE prefix): same reason
   | 'FTW_UNSUPPORTED' // a valid feature ftwasm does not meter yet (exceptions, GC, memory64, ...)
   | 'FTW_ALREADY_INSTRUMENTED' // the module already carries ftwasm's meter
-  | 'FTW_BAD_OPTION'; // an option outside its range
+  | 'FTW_BAD_OPTION' // an option outside its range
+  | 'FTW_UNWIND'; // prepareUnwind could not add stack unwinding (Binaryen refused the module)
 
 /** An error naming what was wrong with a module and where (byte offset, function index). */
 export class InstrumentError extends Error {

@@ -5,3 +5,4 @@ export type { InstrumentOptions, InstrumentMeta } from './instrument.ts';
 export { InstrumentError } from './errors.ts';
 export type { InstrumentErrorCode } from './errors.ts';
 export { operatorCost } from './meter.ts';
+export { prepareUnwind, UNWIND_IMPORT } from './unwind.ts';

@@ -38,6 +38,11 @@ export interface InstrumentMeta {
   checks: number;
   /** Counted leaf loops that also got a copy without checks (absent in modules from before it existed). */
   versionedLoops?: number;
+  /**
+   * The module was prepared by prepareUnwind (it exports the asyncify_* controls): its stack can be unwound
+   * at a `recv`, so a snapshot of a running guest can be taken and restored (state transfer).
+   */
+  unwind?: boolean;
 }
 
 const VALTYPE_TEXT: Record<number, string> = { 0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128', 0x70: 'funcref', 0x6f: 'externref' };
@@ -48,6 +53,8 @@ export const MODULE_BYTES_MAX = 512 * 1024 * 1024;
 export const META_SECTION = 'ftwasm';
 const FUEL_EXPORT = 'ftwasm_fuel';
 const FUEL_F64_EXPORT = 'ftwasm_fuel_f64';
+/** What prepareUnwind's stack switching exports (Binaryen's Asyncify). */
+export const UNWIND_EXPORTS = ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state'] as const;
 
 // Section ids and their required order (custom sections aside). 13 is the exception-handling tag section.
 const SECTION_RANK: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
@@ -477,6 +484,7 @@ function plan(info: ModuleInfo, fuel: bigint): Plan {
     start: info.sections.some((section) => section.id === 8),
     imports: info.funcImports.map((f) => ({ module: f.module, name: f.name, type: info.typeText[f.type]! })),
     functions: info.importedFuncs + info.funcTypes.length, segments: 0, checks: 0, versionedLoops: 0,
+    ...(UNWIND_EXPORTS.every((name) => info.exportNames.has(name)) ? { unwind: true } : {}),
   };
   const limits = { funcs: info.importedFuncs + info.funcTypes.length, globals: info.globalMutable.length };
   return { limits, fuel, fuelGlobal, exhaustedFunc, emptyType, f64Type, addedTypes, getterFunc, newExports, meta, versionLoops: true };

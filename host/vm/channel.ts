@@ -110,12 +110,15 @@ export class SharedRing {
     }
   }
 
-  /** Waits up to `timeoutMs` (Infinity: no limit) until a message is waiting; false on timeout or when closed and empty. */
-  waitForMessage(timeoutMs: number): boolean {
+  /**
+   * Waits up to `timeoutMs` (Infinity: no limit) until a message is waiting; false on timeout, when closed and
+   * empty, or when `stop` says so (checked each time the reader wakes: see wake()).
+   */
+  waitForMessage(timeoutMs: number, stop?: () => boolean): boolean {
     const deadline = timeoutMs === Infinity ? Infinity : Date.now() + Math.max(0, timeoutMs);
     for (;;) {
       if (this.usedBytes() > 0) return true;
-      if (Atomics.load(this.header, CLOSED) === 1) return false;
+      if (Atomics.load(this.header, CLOSED) === 1 || stop?.()) return false;
       const left = deadline - Date.now();
       if (left <= 0) return false;
       const tail = Atomics.load(this.header, TAIL);
@@ -147,6 +150,11 @@ export class SharedRing {
     }
     Atomics.store(this.header, HEAD, head | 0);
     return out;
+  }
+
+  /** Wakes a reader blocked in waitForMessage without writing anything (it looks at its `stop` again). */
+  wake(): void {
+    Atomics.notify(this.header, TAIL);
   }
 
   /** Consumer: waits until TAIL moves from `tail` (or `left` ms pass), telling writers to notify meanwhile. */

@@ -12,7 +12,8 @@ import type { LogEntry } from '../log/index.ts';
 import { refusedImports, IO_BYTES_MAX, MESSAGE_BYTES_MAX, RANDOM_FILL_BYTES_MAX } from './abi.ts';
 import type { DeterministicImports } from './abi.ts';
 import { AdmissionError, DivergenceError, GuestTrapError, VmStateError } from './errors.ts';
-import { stateHash } from './state.ts';
+import { stateHash, tablesText } from './state.ts';
+import type { GuestSnapshot } from './snapshot.ts';
 
 /** The real world, as the primary sees it. */
 export interface World {
@@ -21,8 +22,13 @@ export interface World {
   /** Fills `target` (a view of guest memory) with random bytes. */
   randomFill(target: Uint8Array): void;
   cpuId(): number;
-  /** Next input: 4-byte LE session + payload, RECV_TIMEOUT (0), RECV_CLOSED (-1), or -(bytes needed) when it exceeds `cap`. */
-  recv(cap: number, timeoutMs: number): Uint8Array | number;
+  /**
+   * Next input: 4-byte LE session + payload, RECV_TIMEOUT (0), RECV_CLOSED (-1), or -(bytes needed) when it
+   * exceeds `cap`; or RECV_SNAPSHOT when a snapshot was asked for while it waited (nothing was taken).
+   */
+  recv(cap: number, timeoutMs: number): Uint8Array | number | typeof RECV_SNAPSHOT;
+  /** Whether a snapshot is wanted (taken at the next recv of a module prepared for unwinding). */
+  snapshotWanted?(): boolean;
   /** An interrupt waiting to be delivered at this check point, if any. */
   pendingInterrupt(): { event: number; arg: number } | undefined;
   seed(): number;
@@ -50,6 +56,14 @@ export interface OutputSink {
 }
 
 export type GuestMode = 'record' | 'replay';
+
+/** World.recv's answer when a snapshot was asked for while it waited for input. */
+export const RECV_SNAPSHOT = 'snapshot';
+/** Where Asyncify's data lives while the stack is unwound: [u32 next, u32 end] at 0, the saved stack after it. */
+const UNWIND_AT = 0;
+const UNWIND_HEAD = 8;
+/** Fuel while the stack unwinds and rewinds: no check fires there; the icount is set back afterwards. */
+const UNWIND_FUEL = 1n << 62n;
 
 export interface GuestCoreOptions {
   /** An instrumented module (see host/instrument). */
@@ -80,6 +94,13 @@ export interface GuestCoreOptions {
    * recording did not diverges).
    */
   messageBytesMax?: number;
+  /**
+   * Start from a snapshot (docs/SNAPSHOT.md) instead of from the beginning: replay takes the log from
+   * snapshot.lastSeq + 1. The module must be the prepared one the snapshot was taken from.
+   */
+  restore?: GuestSnapshot;
+  /** Record: a snapshot taken at a recv because World.snapshotWanted() said so; the guest goes on after it. */
+  onSnapshot?: (snapshot: GuestSnapshot) => void;
 }
 
 export interface RunResult {
@@ -125,6 +146,10 @@ export class GuestCore {
   private sliceNow: bigint;
   private readonly checkpointEvery: bigint;
   private sinkResolved: EntrySink | undefined;
+  /** A snapshot being taken: the state at the recv call, while the stack unwinds (the saved stack is added after). */
+  private unwinding: Omit<GuestSnapshot, 'stack'> | undefined;
+  /** The stack rewinds into recv: what to put back there (the bytes Asyncify's data covered, the icount). */
+  private rewinding: { head: Uint8Array; icount: bigint } | undefined;
 
   private readonly messageMax: number;
 
@@ -157,6 +182,7 @@ export class GuestCore {
     if (!(this.memory instanceof WebAssembly.Memory)) throw new VmStateError('guest has no memory');
     this.view = new Uint8Array(this.memory.buffer);
     this.rearm();
+    if (options.restore) this.restore(options.restore);
   }
 
   get exports(): WebAssembly.Exports {
@@ -198,7 +224,13 @@ export class GuestCore {
     if (typeof fn !== 'function') throw new VmStateError(`guest exports no function ${entry}`);
     let trap: GuestTrapError | undefined;
     try {
+      if (this.rewinding) this.asyncify('asyncify_start_rewind')(UNWIND_AT);
       (fn as () => unknown)();
+      // A snapshot unwound the stack to here: take it, rewind into the recv, go on (again, if asked again).
+      while (this.unwinding) {
+        this.snapshotTaken();
+        (fn as () => unknown)();
+      }
     } catch (error) {
       if (error instanceof LogEnded) return this.result('log-ended');
       if (error instanceof DivergenceError || error instanceof VmStateError) throw error;
@@ -334,6 +366,94 @@ export class GuestCore {
   }
 
   // -------------------------------------------------------------------------------------------------
+  // Snapshots (docs/SNAPSHOT.md): taken at a recv call by unwinding the stack with Asyncify.
+
+  private asyncify(name: string): (...args: number[]) => number {
+    const fn = this.instance.exports[name];
+    if (typeof fn !== 'function') throw new VmStateError(`guest exports no ${name}: prepare the module with prepareUnwind before instrument()`);
+    return fn as (...args: number[]) => number;
+  }
+
+  /** Inside recv, before anything is taken: keeps the state, then unwinds the stack back to run(). */
+  private unwind(): number {
+    const memory = this.memoryView();
+    const globals: Record<string, number | bigint> = {};
+    for (const name of Object.values(this.meta.globals)) {
+      let value: unknown;
+      try {
+        value = (this.instance.exports[name] as WebAssembly.Global).value;
+      } catch {
+        value = undefined; // a v128 global cannot be read from JS
+      }
+      if (typeof value !== 'number' && typeof value !== 'bigint') throw new VmStateError(`cannot snapshot global ${name}: only numeric globals can be carried`);
+      globals[name] = value;
+    }
+    this.unwinding = {
+      icount: this.icount(), lastSeq: this.lastSeq, memory: memory.slice(), globals,
+      tables: tablesText(this.instance.exports, this.meta), lastMono: this.lastMono,
+    };
+    this.fuel.value = UNWIND_FUEL;
+    const head = new DataView(memory.buffer);
+    head.setUint32(UNWIND_AT, UNWIND_AT + UNWIND_HEAD, true);
+    head.setUint32(UNWIND_AT + 4, memory.length, true);
+    this.asyncify('asyncify_start_unwind')(UNWIND_AT);
+    return 0; // not seen by the guest: its functions only save their locals on the way out
+  }
+
+  /** Back in run() with the stack unwound: the snapshot is complete; hand it over and rewind into recv. */
+  private snapshotTaken(): void {
+    const state = this.unwinding!;
+    this.unwinding = undefined;
+    if (this.asyncify('asyncify_get_state')() !== 1) throw new VmStateError('the guest returned during a snapshot without unwinding');
+    this.asyncify('asyncify_stop_unwind')();
+    const memory = this.memoryView();
+    const end = new DataView(memory.buffer).getUint32(UNWIND_AT, true);
+    const snapshot: GuestSnapshot = { ...state, stack: memory.slice(UNWIND_AT + UNWIND_HEAD, end) };
+    // A copy: the snapshot (its memory with it) may be handed to another thread.
+    this.rewinding = { head: state.memory.slice(UNWIND_AT, end), icount: state.icount };
+    this.options.onSnapshot?.(snapshot);
+    this.asyncify('asyncify_start_rewind')(UNWIND_AT);
+  }
+
+  /** A fresh instance takes a snapshot's state; run() then rewinds its stack into the recv it was taken at. */
+  private restore(s: GuestSnapshot): void {
+    if (!this.meta.unwind) throw new VmStateError('restoring a snapshot needs the module prepared with prepareUnwind (the one the snapshot was taken from)');
+    const pages = s.memory.length / 65536 - this.memory.buffer.byteLength / 65536;
+    if (!Number.isInteger(pages) || pages < 0) throw new VmStateError(`snapshot memory of ${s.memory.length} bytes does not fit this module's memory of ${this.memory.buffer.byteLength}`);
+    if (pages > 0) this.memory.grow(pages);
+    const memory = this.memoryView();
+    memory.set(s.memory);
+    const end = UNWIND_AT + UNWIND_HEAD + s.stack.length;
+    if (end > memory.length) throw new VmStateError(`snapshot stack of ${s.stack.length} bytes does not fit memory`);
+    for (const name of Object.values(this.meta.globals)) {
+      if (!(name in s.globals)) throw new VmStateError(`snapshot has no value for global ${name}: taken from another module?`);
+      (this.instance.exports[name] as WebAssembly.Global).value = s.globals[name];
+    }
+    const tables = tablesText(this.instance.exports, this.meta);
+    if (tables !== s.tables) throw new VmStateError('snapshot tables differ from this instance\'s: the guest changed a table at run time (not carried), or another module');
+    this.rewinding = { head: s.memory.slice(UNWIND_AT, end), icount: s.icount };
+    const head = new DataView(memory.buffer);
+    head.setUint32(UNWIND_AT, end, true);
+    head.setUint32(UNWIND_AT + 4, memory.length, true);
+    memory.set(s.stack, UNWIND_AT + UNWIND_HEAD);
+    this.lastSeq = s.lastSeq;
+    this.lastMono = s.lastMono;
+    this.fuel.value = UNWIND_FUEL;
+  }
+
+  /** The stack is back in recv: Asyncify's bytes give way to what memory held, and the icount is the snapshot's. */
+  private rewound(): void {
+    const r = this.rewinding!;
+    this.rewinding = undefined;
+    this.asyncify('asyncify_stop_rewind')();
+    this.memoryView().set(r.head, UNWIND_AT);
+    this.fuel.value = 0n;
+    this.icountOffset = r.icount;
+    this.icountOffsetNumber = r.icount <= MAX_SAFE ? Number(r.icount) : NaN;
+    this.rearm();
+  }
+
+  // -------------------------------------------------------------------------------------------------
   // Imports.
 
   private sink(): EntrySink {
@@ -458,13 +578,17 @@ export class GuestCore {
   }
 
   private recv(ptr: number, cap: number, timeoutMs: number): number {
+    if (this.rewinding) this.rewound();
     this.notInHandler('recv');
     this.bytesAt(ptr, cap, 'recv buffer');
     if (this.mode === 'replay') {
       const e = this.replayed(EntryKind.RECV);
       if (e) return this.deliverRecv(e.payload as Uint8Array | number, ptr, cap, e);
     }
-    const got = this.options.world!.recv(cap, timeoutMs);
+    const world = this.options.world!;
+    if (this.meta.unwind && world.snapshotWanted?.()) return this.unwind();
+    const got = world.recv(cap, timeoutMs);
+    if (got === RECV_SNAPSHOT) return this.unwind();
     this.append(EntryKind.RECV, got);
     return this.deliverRecv(got, ptr, cap);
   }

@@ -10,3 +10,5 @@ export { stateHash, hex } from './state.ts';
 export { refusedImports, FT_IMPORTS, AS_IMPORTS, IO_BYTES_MAX, MESSAGE_BYTES_MAX, RANDOM_FILL_BYTES_MAX } from './abi.ts';
 export type { DeterministicImports } from './abi.ts';
 export { DivergenceError, AdmissionError, GuestTrapError, VmStateError } from './errors.ts';
+export { encodeSnapshot, decodeSnapshot, SNAPSHOT_BYTES_MAX } from './snapshot.ts';
+export type { GuestSnapshot } from './snapshot.ts';

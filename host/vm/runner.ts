@@ -6,6 +6,8 @@ import { Worker } from 'node:worker_threads';
 import type { LogFileHeaderInit } from '../log/index.ts';
 import { createRingBuffer, SharedRing } from './channel.ts';
 import type { GuestMode } from './core.ts';
+import { readInstrumentMeta } from '../instrument/index.ts';
+import type { GuestSnapshot } from './snapshot.ts';
 import { DivergenceError, GuestTrapError, VmStateError } from './errors.ts';
 import type { FrameFacts, WorkerInit, WorkerMessage } from './worker.ts';
 
@@ -31,6 +33,8 @@ export interface GuestRunnerOptions {
   inFlightMax?: number;
   /** Longest `send` payload (GuestCoreOptions.messageBytesMax); default MESSAGE_BYTES_MAX. */
   messageBytesMax?: number;
+  /** Start from a snapshot (GuestCoreOptions.restore): replay takes the log from snapshot.lastSeq + 1. */
+  restore?: GuestSnapshot;
 }
 
 export interface RunnerResult {
@@ -47,6 +51,8 @@ export interface GuestRunnerEvents {
   /** facts: the frame's RECV entries and END, as the worker saw them appended (no decoding needed). */
   frame: [bytes: Uint8Array, firstSeq: number, lastSeq: number, facts: FrameFacts];
   live: [seq: number];
+  /** A snapshot asked for with snapshot(); every frame up to its lastSeq was emitted before it. */
+  snapshot: [snapshot: GuestSnapshot];
 }
 
 const RING_BYTES_DEFAULT = 1 << 20;
@@ -74,6 +80,8 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
   private readonly inFlight: Int32Array;
   private readonly control: Int32Array;
   private readonly progress: Float64Array;
+  private readonly unwind: boolean;
+  private snapshotAsked: { promise: Promise<GuestSnapshot>; resolve: (s: GuestSnapshot) => void } | undefined;
 
   constructor(options: GuestRunnerOptions) {
     super();
@@ -89,6 +97,7 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     this.control = new Int32Array(control);
     const progress = new SharedArrayBuffer(8);
     this.progress = new Float64Array(progress);
+    if (options.restore) this.progress[0] = options.restore.lastSeq; // replayed up to the snapshot already
     const init: WorkerInit = {
       inFlight,
       control,
@@ -107,7 +116,9 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
       ...(options.cpuId !== undefined ? { cpuId: options.cpuId } : {}),
       entry: options.entry ?? '_start',
       ...(options.messageBytesMax !== undefined ? { messageBytesMax: options.messageBytesMax } : {}),
+      ...(options.restore ? { restore: options.restore } : {}),
     };
+    this.unwind = readInstrumentMeta(options.module)?.unwind === true;
     this.worker = new Worker(workerPath(), { workerData: init });
     this.done = new Promise<RunnerResult>((resolve, reject) => {
       this.worker.on('message', (m: WorkerMessage) => {
@@ -127,6 +138,12 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
             return void this.emit('frame', m.bytes, m.firstSeq, m.lastSeq, m.facts);
           case 'live':
             return void this.emit('live', m.seq);
+          case 'snapshot': {
+            const asked = this.snapshotAsked;
+            this.snapshotAsked = undefined;
+            this.emit('snapshot', m.snapshot);
+            return asked?.resolve(m.snapshot);
+          }
           case 'done':
             return resolve({
               exit: m.exit as RunnerResult['exit'], icount: BigInt(m.icount), stateHash: m.stateHash, lastSeq: m.lastSeq,
@@ -140,6 +157,23 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
       this.worker.on('exit', (code) => reject(new VmStateError(`guest worker exited (code ${code}) before finishing`)));
     });
     this.done.catch(() => undefined).finally(() => void this.worker.terminate());
+  }
+
+  /**
+   * Record, with a module prepared by prepareUnwind: a snapshot of the guest at its next recv (at once if it
+   * waits in one). Every frame up to the snapshot's lastSeq is emitted before the promise resolves. A guest
+   * that calls no recv never gives one: the caller bounds the wait. Asking again while one is pending
+   * returns the same promise.
+   */
+  snapshot(): Promise<GuestSnapshot> {
+    if (!this.unwind) return Promise.reject(new VmStateError('a snapshot needs the module prepared with prepareUnwind before instrument()'));
+    if (this.snapshotAsked) return this.snapshotAsked.promise;
+    let resolve!: (s: GuestSnapshot) => void;
+    const promise = new Promise<GuestSnapshot>((r) => (resolve = r));
+    this.snapshotAsked = { promise, resolve };
+    Atomics.store(this.control, 3, 1);
+    this.input.wake(); // a guest waiting in recv looks again
+    return promise;
   }
 
   /** Queues one input message (4-byte LE session id + payload); false when the input ring is full now. */

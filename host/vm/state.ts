@@ -26,12 +26,19 @@ export function stateHash(state: GuestState, icount: bigint): Uint8Array {
     const global = state.exports[state.meta.globals[index]!] as WebAssembly.Global;
     h.update(`g${index}=${globalText(global)};`);
   }
-  for (const name of state.meta.tables) {
-    const table = state.exports[name] as WebAssembly.Table;
-    h.update(`t${name}:${table.length};`);
-    for (let i = 0; i < table.length; i++) h.update(`${refText(table.get(i))},`);
-  }
+  h.update(tablesText(state.exports, state.meta));
   return new Uint8Array(h.digest().subarray(0, 16));
+}
+
+/** The tables as text: length and, per element, null or the function's index (what the state hash covers). */
+export function tablesText(exports: WebAssembly.Exports, meta: InstrumentMeta): string {
+  let text = '';
+  for (const name of meta.tables) {
+    const table = exports[name] as WebAssembly.Table;
+    text += `t${name}:${table.length};`;
+    for (let i = 0; i < table.length; i++) text += `${refText(table.get(i))},`;
+  }
+  return text;
 }
 
 function globalText(global: WebAssembly.Global): string {

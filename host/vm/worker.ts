@@ -7,6 +7,7 @@ import type { LogEntry, LogFileHeaderInit } from '../log/index.ts';
 import { SharedRing, RING_CLOSED } from './channel.ts';
 import { GuestCore } from './core.ts';
 import type { EntrySink, EntrySource, GuestMode } from './core.ts';
+import type { GuestSnapshot } from './snapshot.ts';
 import { RealWorld } from './world.ts';
 
 /** Group commit of outputs (see flushSends): at most this many held, for at most this long. */
@@ -31,8 +32,9 @@ export interface WorkerInit {
   inFlight: SharedArrayBuffer;
   /** The worker waits (the guest with it) while this many messages are in flight: bounded memory. */
   inFlightMax: number;
-  /** Int32Array[4] shared with the runner: [0] pause in us per check-in, [1] slice override, [2] wake-up word. */
+  /** Int32Array[4] shared with the runner: [0] pause in us per check-in, [1] slice override, [2] wake-up word, [3] 1 while a snapshot is asked for. */
   control: SharedArrayBuffer;
+  restore?: GuestSnapshot;
   /** Float64Array[1] shared with the runner: replay, the seq of the last entry the guest has taken. */
   progress: SharedArrayBuffer;
 }
@@ -43,6 +45,7 @@ export type WorkerMessage =
   | { t: 'sends'; items: { session: number; bytes: Uint8Array; seq: number }[] }
   | { t: 'log'; text: string; seq: number }
   | { t: 'live'; seq: number }
+  | { t: 'snapshot'; snapshot: GuestSnapshot }
   | { t: 'done'; exit: string; icount: string; stateHash: Uint8Array; lastSeq: number; trap?: string }
   | { t: 'error'; name: string; code?: string; message: string; seq?: number };
 
@@ -58,18 +61,23 @@ export interface FrameFacts {
 
 /** Replay source over frames pushed into a ring; blocks until the next frame or the end of the log. */
 class RingSource implements EntrySource {
-  private readonly reader = new FrameReader();
+  private readonly reader: FrameReader;
   private queue: LogEntry[] = [];
   private at = 0;
   private ended = false;
-  private lastSeq = 0;
+  private lastSeq: number;
   /** onEnd runs once, when every entry of the log was handed out and the log was closed. */
   constructor(
     private readonly ring: SharedRing,
     private readonly onEnd?: (nextSeq: number) => void,
     private readonly progress?: Float64Array,
     private readonly beforeBlock?: () => void,
-  ) {}
+    /** Seq of the last entry before the ring's first frame (a guest restored from a snapshot: its lastSeq). */
+    before = 0,
+  ) {
+    this.reader = new FrameReader({ next_seq: before + 1 });
+    this.lastSeq = before;
+  }
   /** More log is here already: entries decoded and not taken, or bytes in the ring. */
   pending(): boolean {
     return this.at < this.queue.length || this.ring.usedBytes() > 0;
@@ -193,6 +201,7 @@ function main(): void {
       flushSends();
       sink?.flush();
     },
+    snapshotWanted: () => Atomics.load(control, 3) === 1,
     // Held outputs go when a recv finds no input to batch them with, or once the oldest is SEND_BATCH_MS old.
     onRecv: (queued) => {
       if (sends.length > 0 && (!queued || performance.now() - sendsSince >= SEND_BATCH_MS)) flushSends();
@@ -204,7 +213,7 @@ function main(): void {
       mode: init.mode,
       world,
       ...(init.mode === 'record' || init.atLogEnd === 'go-live' ? { sink: makeSink } : {}),
-      ...(init.logRing ? { source: (source = new RingSource(new SharedRing(init.logRing), postLive, new Float64Array(init.progress), flushSends)) } : {}),
+      ...(init.logRing ? { source: (source = new RingSource(new SharedRing(init.logRing), postLive, new Float64Array(init.progress), flushSends, init.restore?.lastSeq ?? 0)) } : {}),
       checkIn: () => {
         flushSends();
         const pause_us = Atomics.load(control, 0);
@@ -228,6 +237,14 @@ function main(): void {
       checkpointInstructions: BigInt(init.checkpointInstructions),
       atLogEnd: init.atLogEnd,
       ...(init.messageBytesMax !== undefined ? { messageBytesMax: init.messageBytesMax } : {}),
+      ...(init.restore ? { restore: init.restore } : {}),
+      onSnapshot: (snapshot) => {
+        Atomics.store(control, 3, 0);
+        // Every entry before it goes out first: the host learns of the snapshot with its log complete to lastSeq.
+        flushSends();
+        sink?.flush();
+        post({ t: 'snapshot', snapshot }, [snapshot.memory.buffer as ArrayBuffer, snapshot.stack.buffer as ArrayBuffer]);
+      },
     });
     const result = core.run(init.entry);
     flushSends();

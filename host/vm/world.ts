@@ -2,6 +2,7 @@
 import { randomFillSync, createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { SharedRing, RING_CLOSED, RING_TIMEOUT } from './channel.ts';
+import { RECV_SNAPSHOT } from './core.ts';
 import type { World } from './core.ts';
 
 const RANDOM_POOL_BYTES = 64 * 1024;
@@ -19,6 +20,8 @@ export interface RealWorldOptions {
   beforeBlock?: () => void;
   /** Called at every recv, with whether input is waiting (the worker's group commit of outputs). */
   onRecv?: (queued: boolean) => void;
+  /** Whether a snapshot is asked for: a recv waiting for input stops waiting (the asker wakes the input ring). */
+  snapshotWanted?: () => boolean;
 }
 
 export class RealWorld implements World {
@@ -60,14 +63,22 @@ export class RealWorld implements World {
     return Date.now();
   }
 
-  recv(cap: number, timeoutMs: number): Uint8Array | number {
+  snapshotWanted(): boolean {
+    return this.options.snapshotWanted?.() ?? false;
+  }
+
+  recv(cap: number, timeoutMs: number): Uint8Array | number | typeof RECV_SNAPSHOT {
     const ring = this.options.input;
     this.options.onRecv?.(ring.usedBytes() > 0);
     if (ring.peekLength() === undefined) {
       if (ring.closed) return RING_CLOSED;
       if (timeoutMs === 0) return RING_TIMEOUT;
       this.options.beforeBlock?.();
-      if (!ring.waitForMessage(timeoutMs < 0 ? Infinity : timeoutMs)) return ring.closed && ring.usedBytes() === 0 ? RING_CLOSED : RING_TIMEOUT;
+      const wanted = this.options.snapshotWanted;
+      if (!ring.waitForMessage(timeoutMs < 0 ? Infinity : timeoutMs, wanted)) {
+        if (ring.usedBytes() === 0 && wanted?.()) return RECV_SNAPSHOT;
+        return ring.closed && ring.usedBytes() === 0 ? RING_CLOSED : RING_TIMEOUT;
+      }
     }
     const length = ring.peekLength()!;
     if (length > cap) return -length; // stays queued; the guest may retry with a larger buffer
