@@ -6,7 +6,9 @@ import net from 'node:net';
 import { ClientServer } from '../net/index.ts';
 import type { ServerEvent } from '../net/index.ts';
 import { GuestRunner } from '../vm/index.ts';
-import type { RunnerResult } from '../vm/index.ts';
+import type { GuestSnapshot, RunnerResult } from '../vm/index.ts';
+import { readInstrumentMeta } from '../instrument/index.ts';
+import { decodeTransfer, TransferAssembler } from './transfer.ts';
 import type { FrameFacts } from '../vm/runner.ts';
 import { LogPeer, MessageType, readU64, u64Payload, u64sPayload, checkSecret } from './channel.ts';
 import type { ChannelMessage } from './channel.ts';
@@ -39,6 +41,12 @@ export interface BackupOptions extends ReplicaOptions {
   /** Every log chunk as received (archiving, tests). */
   onLogBytes?: (bytes: Uint8Array) => void;
   /**
+   * This backup was restored from the primary's snapshot (state transfer, docs/SNAPSHOT.md): the transfer's
+   * bytes and the seq it was taken at. Called before any frame after it reaches onLogFrames (which then
+   * starts at lastSeq + 1): an archive keeps the snapshot beside its log.
+   */
+  onSnapshot?: (transfer: Uint8Array, lastSeq: number) => void;
+  /**
    * Where new backups connect once this backup is live (default: none, and no log history is kept). With it,
    * this backup keeps the whole log (up to history_bytes_max) and, when live, serves a new backup as a
    * primary that is alone would (catch-up from seq 1, then SYNCED), so the pair is protected again.
@@ -65,7 +73,12 @@ export class Backup extends ReplicaNode {
   readonly live: Promise<number>;
   private epoch = 0;
   private primary_epoch = 0;
-  private runner!: GuestRunner;
+  /** Made at the first log frame or snapshot (a module prepared for unwinding may be sent either), or at once. */
+  private runner: GuestRunner | undefined;
+  /** SNAPSHOT pieces being put back together (state transfer). */
+  private readonly transfer = new TransferAssembler();
+  /** The seq of the snapshot this backup was restored from (0: it replays from seq 1). */
+  private restored_seq = 0;
   private server!: ClientServer;
   private gate!: OutputGate;
   private feeder!: InputFeeder;
@@ -175,7 +188,21 @@ export class Backup extends ReplicaNode {
     };
     await this.server.listen();
 
-    const runner = new GuestRunner({ module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: this.payload_max });
+    // A module that can be snapshot may be restored from one (if this backup joins a lone primary): its guest
+    // starts when the first frame or the snapshot comes. Any other starts replaying from seq 1 now.
+    if (readInstrumentMeta(this.options.module)?.unwind !== true) this.ensureRunner();
+    this.started_ms = performance.now();
+    this.connect();
+    this.timer = setInterval(() => this.tick(), this.interval_ms);
+  }
+
+  /** The replaying guest, started from seq 1 or from a snapshot (restore). */
+  private ensureRunner(restore?: GuestSnapshot): GuestRunner {
+    if (this.runner) return this.runner;
+    const runner = new GuestRunner({
+      module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: this.payload_max,
+      ...(restore ? { restore } : {}),
+    });
     this.runner = runner;
     this.live_seq = new Promise<number>((resolve) => runner.once('live', resolve));
     runner.on('send', this.onSend);
@@ -192,9 +219,7 @@ export class Backup extends ReplicaNode {
       },
       (error: Error) => this.halt(`the guest failed: ${error.message}`),
     );
-    this.started_ms = performance.now();
-    this.connect();
-    this.timer = setInterval(() => this.tick(), this.interval_ms);
+    return runner;
   }
 
   private readonly onSend = (session: number, bytes: Uint8Array, seq: number): void => {
@@ -239,6 +264,7 @@ export class Backup extends ReplicaNode {
       guest_exited: this.guest_exited,
       synced: this.synced,
       sessions_counted: this.gate?.sessions_counted ?? 0,
+      ...(this.restored_seq > 0 ? { restored_seq: this.restored_seq } : {}),
     };
   }
 
@@ -247,7 +273,7 @@ export class Backup extends ReplicaNode {
     if (this.role !== 'primary') return false;
     if (this.adopted) return this.adopted.closeInput(), true;
     this.feeder.stop();
-    this.runner.closeInput();
+    this.runner!.closeInput();
     return true;
   }
 
@@ -324,6 +350,8 @@ export class Backup extends ReplicaNode {
     switch (m.type) {
       case MessageType.FRAMES:
         return this.onFrames(peer, m.payload);
+      case MessageType.SNAPSHOT:
+        return this.onTransfer(peer, m.payload);
       case MessageType.RELEASED: {
         const seq = readU64(m.payload, 'RELEASED');
         if (seq > this.released_seq) this.released_seq = Math.min(seq, this.received_seq);
@@ -376,7 +404,41 @@ export class Backup extends ReplicaNode {
     }
   }
 
+  /** A piece of a state transfer; the whole restores the session table, the log bookkeeping and the guest. */
+  private onTransfer(peer: LogPeer, payload: Uint8Array): void {
+    if (this.runner || this.received_seq > 0) return peer.refuse('a state transfer to a backup that holds log already');
+    const fail = (why: string): void => {
+      peer.refuse(why);
+      this.halt(`state transfer from the primary failed: ${why}`);
+    };
+    const whole = this.transfer.push(payload);
+    if (whole === 'more') return;
+    if (typeof whole === 'string') return fail(whole);
+    const t = decodeTransfer(whole);
+    if (typeof t === 'string') return fail(t);
+    const seq = t.snapshot.lastSeq;
+    try {
+      this.server.restore({
+        version: 1,
+        next_session: t.next_session,
+        sessions: t.sessions.map((s) => ({ session: s.session, session_epoch: s.epoch, delivered: s.delivered, outputs: s.outputs, output_acked: s.outputs, buffered: [] })),
+      });
+    } catch (error) {
+      return fail(`its session table: ${(error as Error).message}`);
+    }
+    for (const s of t.sessions) this.session_epochs.set(s.session, s.epoch);
+    this.gate.startAt(seq, t.sessions);
+    this.received_seq = this.pushed_seq = this.released_seq = this.restored_seq = seq;
+    this.options.onSnapshot?.(whole, seq);
+    this.ensureRunner(t.snapshot);
+    this.applyForgets(seq);
+    this.ack_pending = true; // the primary learns this backup holds the log up to the snapshot
+    this.note(`restored from the primary's snapshot at seq ${seq} (${whole.length} bytes, ${t.sessions.length} sessions)`);
+  }
+
   private onFrames(peer: LogPeer, bytes: Uint8Array): void {
+    if (this.transfer.started) return peer.refuse('log frames in the middle of a state transfer');
+    this.ensureRunner();
     let last: number;
     const first = this.gate.last_seq + 1;
     try {
@@ -405,6 +467,7 @@ export class Backup extends ReplicaNode {
   /** Hands queued log bytes to the replaying guest, in ring-sized pieces, as the ring has room. */
   private pumpLog(): void {
     const runner = this.runner;
+    if (!runner) return;
     const piece_max = runner.logRingMessageMax;
     while (this.queue.length > 0) {
       const head = this.queue[0]!;
@@ -470,6 +533,7 @@ export class Backup extends ReplicaNode {
     this.peer?.close('failing over');
     if (this.paused) this.paused = false;
     this.end_log = true;
+    this.ensureRunner();
     this.pumpLog();
     try {
       const arbiter = this.options.arbiter;
@@ -484,7 +548,7 @@ export class Backup extends ReplicaNode {
       if (!result.won) return this.halt(`lost epoch ${this.primary_epoch + 1} to ${result.holder.nodeId}`);
       this.epoch = this.primary_epoch + 1;
       this.note(`won epoch ${this.epoch}; waiting for the replay to reach the end of the log`);
-      const seq = await Promise.race([this.live_seq, this.runner.done.then(() => -1)]);
+      const seq = await Promise.race([this.live_seq, this.runner!.done.then(() => -1)]);
       if (this.role !== 'claiming') return;
       if (seq === -1) return this.halt(`won epoch ${this.epoch}, but the guest had already ended in the log`);
       if (seq !== this.received_seq + 1) return this.halt(`went live at seq ${seq}, but the log received ends at ${this.received_seq}`);
@@ -516,22 +580,23 @@ export class Backup extends ReplicaNode {
   /** Live, with options.replication: a Primary over this node's guest and clients serves new backups. */
   private async adoptPrimarySide(): Promise<void> {
     // From here the primary side takes the guest's frames and outputs (and keeps the history going).
-    this.runner.off('send', this.onSend);
-    this.runner.off('frame', this.onOwnFrame);
+    const runner = this.ensureRunner(); // live: made at failover
+    runner.off('send', this.onSend);
+    runner.off('frame', this.onOwnFrame);
     try {
       // The options both roles share go on as they are; the backup's own (primary, connect_timeout_ms, ...) stay.
       const { primary: _primary, connect_timeout_ms: _connect, log_queue_bytes_max: _queue, onLogBytes: _bytes, ...shared } = this.options;
       const primary = await Primary.adopt(
         { ...shared, nodeId: this.nodeId, replication: this.options.replication!, onEvent: (text) => this.note(text) },
-        { epoch: this.epoch, runner: this.runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history!, forgets: this.forgets },
+        { epoch: this.epoch, runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history!, forgets: this.forgets },
       );
       if (this.role !== 'primary') return void (await primary.close());
       this.adopted = primary;
       primary.once('halted', (reason) => this.halt(reason));
     } catch (error) {
       // Still live and serving alone; it just cannot take a new backup.
-      this.runner.on('send', this.onSend);
-      this.runner.on('frame', this.onOwnFrame);
+      runner.on('send', this.onSend);
+      runner.on('frame', this.onOwnFrame);
       this.note(`cannot serve new backups: ${(error as Error).message}`);
     }
   }

@@ -27,6 +27,7 @@ export const MessageType = {
   SYNCED: 11, // primary -> backup: seq u64; this backup holds every entry whose output the primary released: it may take over
   SESSIONS: 12, // primary -> joining backup: (session u32, epoch u64) LE records: the epoch each known session was opened in
   FORGET: 13, // primary -> backup: (session u32, at_seq u64) LE records: sessions the primary dropped, at that log seq
+  SNAPSHOT: 14, // primary -> joining backup: total u64, offset u64, bytes: a piece of a state transfer (host/replication/transfer.ts)
 } as const;
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 

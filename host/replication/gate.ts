@@ -43,7 +43,7 @@ export class OutputGate {
   outputs_released = 0;
   /** An END entry was decoded: the guest's log can have nothing after it. */
   ended = false;
-  private readonly reader = new FrameReader();
+  private reader = new FrameReader();
   private readonly delivered = new Map<number, number>();
   private readonly outputs = new Map<number, number>();
   private accepts: HeldAccept[] = [];
@@ -65,6 +65,26 @@ export class OutputGate {
   forget(session: number): void {
     this.delivered.delete(session);
     this.outputs.delete(session);
+  }
+
+  /** Outputs of a session the guest has sent, as counted from the log. */
+  outputsOf(session: number): number {
+    return this.outputs.get(session) ?? 0;
+  }
+
+  /**
+   * A node restored from a snapshot taken after entry `last_seq` (docs/SNAPSHOT.md): the counters are those
+   * of that point, everything up to it counts as released, and the next frame must start at last_seq + 1.
+   */
+  startAt(last_seq: number, sessions: ReadonlyArray<{ session: number; delivered: number; outputs: number }>): void {
+    assert(this.last_seq === 0 && this.held.length === 0 && this.accepts.length === 0, 'startAt on a gate that decoded frames already');
+    this.reader = new FrameReader({ next_seq: last_seq + 1 });
+    this.last_seq = last_seq;
+    this.released_seq = last_seq;
+    for (const s of sessions) {
+      if (s.delivered > 0) this.delivered.set(s.session, s.delivered);
+      if (s.outputs > 0) this.outputs.set(s.session, s.outputs);
+    }
   }
 
   /** Sessions whose requests are counted (bounded by the session table, as dropped sessions are forgotten). */

@@ -148,3 +148,51 @@ export class FileHistory implements LogHistory {
     };
   }
 }
+
+/**
+ * The frames a backup restored from a snapshot needs after it (docs/SNAPSHOT.md): kept from the snapshot's
+ * seq on while the backup catches up, sent once each, dropped once acked. Bounded: push() says false when
+ * the frames not acked pass bytes_max (the backup falls too far behind to catch up).
+ */
+export class FrameTail implements HistoryReader {
+  private frames: HistoryFrame[] = [];
+  private sent = 0;
+  private bytes = 0;
+
+  constructor(private readonly bytes_max: number) {}
+
+  push(frame: HistoryFrame): boolean {
+    this.frames.push(frame);
+    this.bytes += frame.bytes.length;
+    return this.bytes <= this.bytes_max;
+  }
+
+  next(bytes_max: number): HistoryFrame[] {
+    const out: HistoryFrame[] = [];
+    let bytes = 0;
+    while (this.sent < this.frames.length && (out.length === 0 || bytes + this.frames[this.sent]!.bytes.length <= bytes_max)) {
+      const f = this.frames[this.sent++]!;
+      out.push(f);
+      bytes += f.bytes.length;
+    }
+    return out;
+  }
+
+  /** The backup holds the log up to seq: frames wholly at or below it go. */
+  ack(seq: number): void {
+    let n = 0;
+    while (n < this.frames.length && n < this.sent && this.frames[n]!.lastSeq <= seq) this.bytes -= this.frames[n++]!.bytes.length;
+    if (n === 0) return;
+    this.frames.splice(0, n);
+    this.sent -= n;
+  }
+
+  /** Every frame kept: those after the last ack. */
+  unacked(): HistoryFrame[] {
+    return this.frames.slice();
+  }
+
+  close(): void {
+    this.frames = [];
+  }
+}

@@ -1,6 +1,6 @@
 // host/replication: the primary and backup roles (docs/REPLICATION.md): the authenticated log channel,
 // acks, heartbeats, the output rule, and failover through the arbiter.
-export { startPrimary, Primary, defaultNodeId } from './primary.ts';
+export { startPrimary, Primary, defaultNodeId, SNAPSHOT_WAIT_MS } from './primary.ts';
 export type { PrimaryOptions, ReplicaOptions, ReplicaState, ReplicaRole, ReplicaEvents, Endpoint, ClientEndpoint } from './primary.ts';
 export {
   HEARTBEAT_INTERVAL_MS_DEFAULT,
@@ -36,3 +36,6 @@ export { nodeMetrics, serveMetrics } from './metrics.ts';
 export type { MeteredNode, ClientStats, NodeMetricsOptions, MetricsServerOptions } from './metrics.ts';
 export { ReplicationError } from './errors.ts';
 export type { ReplicationErrorCode } from './errors.ts';
+export { encodeTransfer, decodeTransfer, TransferSender, TransferAssembler, TRANSFER_BYTES_MAX, TRANSFER_SESSION_BYTES } from './transfer.ts';
+export type { Transfer, TransferSession } from './transfer.ts';
+export { FrameTail } from './history.ts';

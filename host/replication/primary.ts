@@ -14,7 +14,10 @@ import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
-import { MemoryHistory, type HistoryFrame, type HistoryReader, type LogHistory } from './history.ts';
+import { FrameTail, MemoryHistory, type HistoryFrame, type HistoryReader, type LogHistory } from './history.ts';
+import { encodeTransfer, TransferSender } from './transfer.ts';
+import { readInstrumentMeta } from '../instrument/index.ts';
+import type { GuestSnapshot } from '../vm/index.ts';
 import { ForgetLog, encodeForgets, type Forget } from './forgets.ts';
 
 export interface Endpoint {
@@ -100,8 +103,13 @@ export interface ReplicaState {
   throttle_pause_us?: number;
   /** Backup: the primary said SYNCED, so this backup may take over (a backup that joined a lone primary waits for it). */
   synced?: boolean;
-  /** Primary: a backup that joined after it went on alone is being caught up (frames from the history) or synced. */
-  rejoin?: 'catching_up' | 'syncing';
+  /**
+   * Primary: a backup that joined after it went on alone is waiting for a snapshot of the guest (state
+   * transfer), being caught up (the snapshot, then frames; or frames from the history), or synced.
+   */
+  rejoin?: 'snapshot' | 'catching_up' | 'syncing';
+  /** Backup: restored from the primary's snapshot taken after this seq (state transfer); absent when it replayed from seq 1. */
+  restored_seq?: number;
   /** Sessions whose requests the log bookkeeping counts: the live ones, as dropped sessions are forgotten. */
   sessions_counted: number;
 }
@@ -141,6 +149,8 @@ export const RETAINED_BYTES_MAX_DEFAULT = 256 << 20;
 export const HISTORY_BYTES_MAX_DEFAULT = 256 << 20;
 /** A rejoining backup is synced once its ack and its replay are this close to the head of the log. */
 const SYNC_SLACK_ENTRIES = 4096;
+/** How long a joining backup waits for the guest to reach a recv, where its snapshot is taken. */
+export const SNAPSHOT_WAIT_MS = 10_000;
 /** SESSIONS: one record is a session id (u32 LE) and the epoch it was opened in (u64 LE); a message holds at most this many. */
 export const SESSION_RECORD_BYTES = 12;
 export const SESSION_RECORDS_MAX = 65_536;
@@ -237,7 +247,13 @@ export class Primary extends ReplicaNode {
   /** Made by Primary.adopt from a backup that went live (which owns the guest and the client server). */
   private adopted = false;
   /** A backup that joined this primary while it was alone: the next history frame to send it, or (syncing) the seq its ack must reach. */
-  private rejoin: { phase: 'catching_up'; reader: HistoryReader } | { phase: 'syncing'; released: number } | undefined;
+  private rejoin:
+    | { phase: 'snapshot'; timer: NodeJS.Timeout }
+    | { phase: 'catching_up'; reader: HistoryReader; transfer?: { sender: TransferSender; seq: number; tail: FrameTail } }
+    | { phase: 'syncing'; released: number }
+    | undefined;
+  /** The module can be snapshot at a recv (prepareUnwind): a joining backup gets state transfer, not the whole log. */
+  private readonly unwind: boolean;
   /** Frames sealed this event-loop turn and not yet sent: they go out together, as one FRAMES message. */
   private unsent: RetainedFrame[] = [];
   private flush_scheduled: NodeJS.Immediate | undefined;
@@ -272,6 +288,7 @@ export class Primary extends ReplicaNode {
     this.lease_ms = this.timeout_ms - this.interval_ms;
     this.payload_max = clientPayloadMax(options.clients);
     this.history = options.history ?? new MemoryHistory(options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT);
+    this.unwind = readInstrumentMeta(options.module)?.unwind === true;
   }
 
   /** Claims the next epoch, starts listening for the backup and the clients, and starts the guest. */
@@ -352,8 +369,10 @@ export class Primary extends ReplicaNode {
       this.gate.onSend(session, bytes, seq);
       this.releaseAcked();
     };
+    const onSnapshot = (snapshot: GuestSnapshot): void => this.onSnapshot(snapshot);
     runner.on('frame', onFrame);
     runner.on('send', onSend);
+    runner.on('snapshot', onSnapshot);
     if (!this.adopted) runner.on('log', (text) => this.note(`[guest] ${text}`));
     runner.done.then(
       (result) => {
@@ -373,6 +392,7 @@ export class Primary extends ReplicaNode {
     return () => {
       runner.off('frame', onFrame);
       runner.off('send', onSend);
+      runner.off('snapshot', onSnapshot);
     };
   }
 
@@ -581,6 +601,12 @@ export class Primary extends ReplicaNode {
     this.keepHistory({ bytes, firstSeq, lastSeq });
     if (this.solo) {
       this.releaseAcked();
+      const transfer = this.rejoin?.phase === 'catching_up' ? this.rejoin.transfer : undefined;
+      if (transfer && !transfer.tail.push({ bytes, firstSeq, lastSeq })) {
+        const peer = this.peer;
+        this.endRejoin();
+        return peer?.refuse(`the log after the snapshot passed retained_bytes_max before this backup caught up`);
+      }
       return this.pumpCatchup();
     }
     const frame = { bytes, firstSeq, lastSeq };
@@ -628,6 +654,7 @@ export class Primary extends ReplicaNode {
     if (seq > this.sent_seq) return this.peer?.refuse(`ack of seq ${seq} beyond the last sent ${this.sent_seq}`);
     if (seq <= this.acked_seq) return;
     this.acked_seq = seq;
+    if (this.rejoin?.phase === 'catching_up') this.rejoin.transfer?.tail.ack(seq);
     let n = 0;
     while (n < this.retained.length && this.retained[n]!.lastSeq <= seq) {
       const f = this.retained[n++]!;
@@ -686,6 +713,7 @@ export class Primary extends ReplicaNode {
    * SYNCED (see checkRejoin), because until then clients hold outputs it has not seen.
    */
   private onRejoin(peer: LogPeer, next_seq: number): void {
+    if (next_seq === 1 && this.unwind) return this.rejoinBySnapshot(peer);
     if (!this.history.complete) {
       return peer.refuse(`this primary went on alone in epoch ${this.epoch} and ${this.history.gone}: a new backup needs state transfer (not implemented)`);
     }
@@ -697,6 +725,14 @@ export class Primary extends ReplicaNode {
     this.acked_seq = next_seq - 1;
     this.sent_seq = next_seq - 1;
     this.rejoin = { phase: 'catching_up', reader };
+    this.greetJoining(peer);
+    this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: catching it up from seq ${next_seq} to ${this.gate.last_seq}`);
+    this.sendSessionEpochs(peer);
+    this.pumpCatchup();
+  }
+
+  /** A backup joining a lone primary is greeted; if it goes away before it is synced, the primary stays alone. */
+  private greetJoining(peer: LogPeer): void {
     this.greet(peer);
     peer.on('close', () => {
       if (this.peer !== peer || this.rejoin === undefined) return;
@@ -704,8 +740,57 @@ export class Primary extends ReplicaNode {
       this.endRejoin();
       this.note(`the backup catching up (${peer.peer}) went away at seq ${this.acked_seq}: still alone in epoch ${this.epoch}`);
     });
-    this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: catching it up from seq ${next_seq} to ${this.gate.last_seq}`);
-    this.sendSessionEpochs(peer);
+  }
+
+  /**
+   * State transfer (docs/SNAPSHOT.md): a backup asking for the log from seq 1 of a module prepared for
+   * unwinding gets a snapshot of the guest at its next recv, with the log bookkeeping at the same seq, and
+   * then the frames after it, instead of the whole log. This primary goes on serving meanwhile.
+   */
+  private rejoinBySnapshot(peer: LogPeer): void {
+    this.endRejoin();
+    this.progress_known = false;
+    this.backup_replayed_seq = 0;
+    this.acked_seq = 0;
+    this.sent_seq = 0;
+    const timer = setTimeout(() => {
+      if (this.rejoin?.phase !== 'snapshot' || this.peer !== peer) return;
+      this.endRejoin();
+      peer.refuse(`the guest reached no recv within ${SNAPSHOT_WAIT_MS} ms: no snapshot to send`);
+    }, SNAPSHOT_WAIT_MS);
+    this.rejoin = { phase: 'snapshot', timer };
+    this.greetJoining(peer);
+    this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: state transfer from a snapshot at the guest's next recv`);
+    this.runner!.snapshot().catch((error: Error) => {
+      if (this.rejoin?.phase !== 'snapshot' || this.peer !== peer) return;
+      this.endRejoin();
+      peer.refuse(`no snapshot of the guest: ${error.message}`);
+    });
+  }
+
+  /**
+   * The guest's snapshot (every frame up to it was handled already, so the log bookkeeping is at its seq):
+   * sent with each known session's counters, then the frames after it, as the socket drains.
+   */
+  private onSnapshot(snapshot: GuestSnapshot): void {
+    const peer = this.peer;
+    if (this.rejoin?.phase !== 'snapshot' || !peer?.isOpen || this.role !== 'primary') return;
+    clearTimeout(this.rejoin.timer);
+    assert(snapshot.lastSeq === this.gate.last_seq, `snapshot at seq ${snapshot.lastSeq}, log bookkeeping at ${this.gate.last_seq}`);
+    const server = this.server!;
+    const sessions = [...server.sessionEpochs()].map(([session, epoch]) => ({
+      session, epoch, delivered: this.gate.deliveredOf(session), outputs: this.gate.outputsOf(session),
+    }));
+    let sender: TransferSender;
+    try {
+      sender = new TransferSender(encodeTransfer({ next_session: server.nextSession, sessions, snapshot }));
+    } catch (error) {
+      this.endRejoin();
+      return peer.refuse(`cannot send the snapshot: ${(error as Error).message}`);
+    }
+    const tail = new FrameTail(this.options.retained_bytes_max ?? RETAINED_BYTES_MAX_DEFAULT);
+    this.rejoin = { phase: 'catching_up', reader: tail, transfer: { sender, seq: snapshot.lastSeq, tail } };
+    this.note(`snapshot of the guest at seq ${snapshot.lastSeq} (${sender.total} bytes, ${sessions.length} sessions): sending it to ${peer.peer}`);
     this.pumpCatchup();
   }
 
@@ -749,6 +834,13 @@ export class Primary extends ReplicaNode {
     if (rejoin?.phase !== 'catching_up' || !peer?.isOpen) return;
     const cap = Math.min(FRAMES_BATCH_BYTES_MAX, this.options.message_bytes_max ?? FRAMES_BATCH_BYTES_MAX);
     while (peer.bufferedBytes < CATCHUP_BUFFER_BYTES) {
+      const transfer = rejoin.transfer;
+      if (transfer && !transfer.sender.done) {
+        peer.sendParts(MessageType.SNAPSHOT, transfer.sender.next(cap)!);
+        // Sent whole: the backup holds the log up to the snapshot's seq once it restored it.
+        if (transfer.sender.done) this.sent_seq = transfer.seq;
+        continue;
+      }
       const frames = rejoin.reader.next(cap);
       if (frames.length === 0) return; // sent all there is: new frames come through onFrame
       peer.sendParts(MessageType.FRAMES, frames.map((f) => f.bytes));
@@ -760,6 +852,7 @@ export class Primary extends ReplicaNode {
   /** Stops a catch-up in progress (its reader holds the log file open). */
   private endRejoin(): void {
     if (this.rejoin?.phase === 'catching_up') this.rejoin.reader.close();
+    if (this.rejoin?.phase === 'snapshot') clearTimeout(this.rejoin.timer);
     this.rejoin = undefined;
   }
 
@@ -773,13 +866,18 @@ export class Primary extends ReplicaNode {
     const peer = this.peer;
     if (!rejoin || !peer?.isOpen || this.role !== 'primary') return;
     const head = this.gate.last_seq;
+    if (rejoin.phase === 'snapshot') return;
     if (rejoin.phase === 'catching_up') {
       if (this.sent_seq < head || !this.progress_known) return;
       if (head - this.acked_seq > SYNC_SLACK_ENTRIES || head - this.backup_replayed_seq > SYNC_SLACK_ENTRIES) return;
       // From here frames go out as to any backup, and those not acked yet are kept for a reconnection.
-      const rest = this.history.reader(this.acked_seq + 1, head);
-      this.retained = rest ? rest.next(Infinity) : [];
-      rest?.close();
+      if (rejoin.transfer) {
+        this.retained = rejoin.transfer.tail.unacked();
+      } else {
+        const rest = this.history.reader(this.acked_seq + 1, head);
+        this.retained = rest ? rest.next(Infinity) : [];
+        rest?.close();
+      }
       this.endRejoin();
       this.rejoin = { phase: 'syncing', released: this.gate.released_seq };
       this.solo = false;
