@@ -1,7 +1,7 @@
 // Loading a guest for the CLI: instrument it unless it already is, and hash the original bytes.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { instrument, readInstrumentMeta } from '../instrument/index.ts';
+import { instrument, prepareUnwind, readInstrumentMeta } from '../instrument/index.ts';
 
 export const FTWASM_VERSION = '0.1.0';
 
@@ -9,6 +9,29 @@ export interface LoadedGuest {
   module: WebAssembly.Module;
   /** SHA-256 of the file as given: a log names the module it was recorded with. */
   moduleHash: Uint8Array;
+}
+
+/**
+ * `--state-transfer`: the guest prepared for snapshots at a recv (prepareUnwind), then instrumented. Its
+ * moduleHash is that of the prepared bytes, so a log recorded this way names a module the plain one is not
+ * (their icounts differ). An instrumented file must have been instrumented with --unwind.
+ */
+export async function loadGuestFor(path: string, stateTransfer: boolean | undefined): Promise<LoadedGuest> {
+  if (!stateTransfer) return loadGuest(path);
+  const bytes = readFileSync(path);
+  try {
+    const probe = new WebAssembly.Module(bytes);
+    const meta = readInstrumentMeta(probe);
+    if (meta) {
+      if (meta.unwind !== true) throw new Error('instrumented without --unwind: no snapshot can be taken of it (instrument the original with --unwind, or pass it uninstrumented)');
+      return { module: probe, moduleHash: new Uint8Array(createHash('sha256').update(bytes).digest()) };
+    }
+    const prepared = await prepareUnwind(bytes);
+    return { module: new WebAssembly.Module(instrument(prepared)), moduleHash: new Uint8Array(createHash('sha256').update(prepared).digest()) };
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    throw Object.assign(new Error(`guest ${path}: ${e.message}`, { cause: error }), e.code ? { code: e.code } : {});
+  }
 }
 
 export function loadGuest(path: string): LoadedGuest {

@@ -1,10 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { instrument } from '../instrument/index.ts';
+import { instrument, prepareUnwind } from '../instrument/index.ts';
 
-export function instrumentCommand(input: string, opts: { output: string; fuel?: string }): void {
+export async function instrumentCommand(input: string, opts: { output: string; fuel?: string; unwind?: boolean }): Promise<void> {
   const bytes = readFileSync(input);
   const started = process.hrtime.bigint();
-  const out = instrument(bytes, opts.fuel === undefined ? {} : { fuel: BigInt(opts.fuel) });
+  // --unwind: snapshots at a recv (state transfer, docs/SNAPSHOT.md) become possible; Binaryen's Asyncify first.
+  const source = opts.unwind ? await prepareUnwind(bytes) : bytes;
+  const out = instrument(source, opts.fuel === undefined ? {} : { fuel: BigInt(opts.fuel) });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   writeFileSync(opts.output, out);
   const growth = ((out.length / bytes.length - 1) * 100).toFixed(1);

@@ -18,6 +18,7 @@ program
   .argument('<in.wasm>', 'module to instrument')
   .requiredOption('-o, --output <out.wasm>', 'where to write the instrumented module')
   .option('--fuel <n>', 'initial fuel (default 2^63-1)')
+  .option('--unwind', "also let the guest's stack be unwound at a recv, so snapshots of it can be taken (state transfer, docs/SNAPSHOT.md)")
   .action(instrumentCommand);
 
 program
@@ -51,6 +52,8 @@ program
   .argument('<guest.wasm>', 'the module the log was recorded with')
   .requiredOption('--log <file>', 'log file to replay')
   .option('--quiet', 'do not print the replayed outputs')
+  .option('--state-transfer', 'the log was recorded by nodes run with --state-transfer (the module prepared for snapshots)')
+  .option('--snapshot <file>', 'replay a log that starts after a snapshot (a backup restored by state transfer writes FILE.snapshot beside its --log)')
   .action(replayCommand);
 
 program
@@ -76,6 +79,7 @@ program
   .option('--replay-lag-ms-max <ms>', "how far the backup's replay may trail before the guest is throttled and input held (default 100)")
   .option('--log <file>', 'also write the whole log to this new file, for `ftwasm replay`; on SIGTERM a live node closes its guest\'s input and prints its final state')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
+  .option('--state-transfer', 'prepare the guest for snapshots (it must be the same on primary and backup): a backup joining a node that is alone gets a snapshot and the log after it instead of the whole log')
   .action(primaryCommand);
 
 program
@@ -92,6 +96,7 @@ program
   .option('--connect-timeout-ms <ms>', 'time to reach the primary at start (default 10000)')
   .option('--log <file>', 'also write the whole log (received, then recorded once live) to this new file, for `ftwasm replay`')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
+  .option('--state-transfer', 'prepare the guest for snapshots (it must be the same on primary and backup): a backup joining a node that is alone gets a snapshot and the log after it instead of the whole log')
   .option('--replication <host:port>', 'once live, take a new backup here (it catches up from seq 1, then protects this node); keeps the whole log in memory meanwhile')
   .action(backupCommand);
 

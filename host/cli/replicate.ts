@@ -1,11 +1,13 @@
 // `ftwasm primary`, `ftwasm backup` and `ftwasm load`: the replication roles as processes, and a client load
 // that checks exactly-once, in-order delivery across failovers (kv guest, INCR on one key per session).
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { openArbiter } from '../arbiter/index.ts';
 import { FtClient, parseAddress } from '../net/index.ts';
 import { FileHistory, LogArchive, nodeMetrics, serveMetrics, startBackup, startPrimary, type Backup, type LogHistory, type Primary } from '../replication/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
-import { FTWASM_VERSION, loadGuest } from './guest.ts';
+import { decodeTransfer } from '../replication/index.ts';
+import { encodeSnapshot } from '../vm/index.ts';
+import { FTWASM_VERSION, loadGuestFor } from './guest.ts';
 
 interface RoleOptions {
   clients: string;
@@ -16,6 +18,7 @@ interface RoleOptions {
   timeoutMs?: string;
   log?: string;
   metrics?: string;
+  stateTransfer?: boolean;
 }
 
 export interface PrimaryCommandOptions extends RoleOptions {
@@ -81,6 +84,24 @@ class NodeLog {
     return this.archive ? { history: new FileHistory(this.archive) } : {};
   }
 
+  /**
+   * A backup restored from a snapshot: the guest's snapshot goes beside the log (FILE.snapshot, for
+   * `ftwasm replay --snapshot`), and the file's log starts after it.
+   */
+  readonly onSnapshot = (transfer: Uint8Array, lastSeq: number): void => {
+    if (this.archive === undefined || this.failure !== undefined) return;
+    const t = decodeTransfer(transfer);
+    try {
+      if (typeof t === 'string') throw new Error(t);
+      writeFileSync(`${this.archive.path}.snapshot`, Buffer.concat(encodeSnapshot(t.snapshot)), { flag: 'wx' });
+      this.archive.startAt(lastSeq + 1);
+      process.stderr.write(`${this.role}: --log ${this.archive.path} starts at seq ${lastSeq + 1}, after the snapshot in ${this.archive.path}.snapshot\n`);
+    } catch (error) {
+      this.failure = (error as Error).message;
+      process.stderr.write(`${this.role}: --log ${this.archive.path} stopped: ${this.failure}\n`);
+    }
+  };
+
   readonly onLogFrames = (frames: Uint8Array, firstSeq: number, lastSeq: number): void => {
     if (this.archive === undefined || this.failure !== undefined) return;
     try {
@@ -102,7 +123,8 @@ class NodeLog {
     }
     if (this.failure !== undefined) return `, log ${archive.path} INCOMPLETE (${this.failure})`;
     if (lastSeq !== undefined && archive.lastSeq !== lastSeq) return `, log ${archive.path} INCOMPLETE (ends at seq ${archive.lastSeq})`;
-    return `, log ${archive.path} (${archive.bytesWritten} bytes, seq 1..${archive.lastSeq})`;
+    const after = archive.firstSeq > 1 ? `, after the snapshot in ${archive.path}.snapshot` : '';
+    return `, log ${archive.path} (${archive.bytesWritten} bytes, seq ${archive.firstSeq}..${archive.lastSeq}${after})`;
   }
 }
 
@@ -166,7 +188,7 @@ async function runNode(role: string, node: Primary | Backup, log: NodeLog): Prom
 }
 
 export async function primaryCommand(path: string, opts: PrimaryCommandOptions): Promise<void> {
-  const guest = loadGuest(path);
+  const guest = await loadGuestFor(path, opts.stateTransfer);
   const clients = parseAddress(opts.clients);
   const replication = parseAddress(opts.replication);
   const backupWait = intOption(opts.backupWaitMs, 'backup-wait-ms');
@@ -201,7 +223,7 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
 }
 
 export async function backupCommand(path: string, opts: BackupCommandOptions): Promise<void> {
-  const guest = loadGuest(path);
+  const guest = await loadGuestFor(path, opts.stateTransfer);
   const clients = parseAddress(opts.clients);
   const primary = parseAddress(opts.primary);
   const connectTimeout = intOption(opts.connectTimeoutMs, 'connect-timeout-ms');
@@ -219,6 +241,7 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
     ...(replication ? { replication: { host: replication.host, port: replication.port }, ...log.history() } : {}),
     onEvent: (text) => process.stderr.write(`backup: ${text}\n`),
     onLogFrames: log.onLogFrames,
+    onSnapshot: log.onSnapshot,
   });
   const c = node.clientAddress();
   process.stderr.write(`backup: ready, following ${opts.primary}, clients ${c.host}:${c.port}, arbiter ${arbiter.where}\n`);

@@ -24,11 +24,14 @@ export class LogArchive {
   /** Bytes of the file header: the first frame starts here. */
   readonly headerBytes: number;
 
+  private first_seq = 1;
+
   private constructor(
     path: string,
     fd: number,
     header_bytes: number,
     private readonly bytes_max: number,
+    private readonly header: Omit<LogFileHeaderInit, 'firstSeq'>,
   ) {
     this.path = path;
     this.fd = fd;
@@ -49,7 +52,25 @@ export class LogArchive {
       throw new ReplicationError('FTW_REPL_OPTION', `cannot create the log file ${path}: ${(error as Error).message}`, { cause: error });
     }
     writeAll(fd, bytes);
-    return new LogArchive(path, fd, bytes.length, file_bytes_max);
+    return new LogArchive(path, fd, bytes.length, file_bytes_max, header);
+  }
+
+  /**
+   * The log this file keeps starts after a snapshot (a backup restored by state transfer): its first frame
+   * is firstSeq. Only before any frame was appended; the header is rewritten in place.
+   */
+  startAt(firstSeq: number): void {
+    assert(this.fd >= 0 && this.last_seq === 0 && this.bytes === this.headerBytes, `log file ${this.path}: startAt after frames were written`);
+    const bytes = encodeFileHeader({ ...this.header, firstSeq });
+    assert(bytes.length === this.headerBytes, 'the file header changed size');
+    writeSync(this.fd, bytes, 0, bytes.length, 0);
+    this.first_seq = firstSeq;
+    this.last_seq = firstSeq - 1;
+  }
+
+  /** Seq of the file's first entry (1 unless it starts after a snapshot). */
+  get firstSeq(): number {
+    return this.first_seq;
   }
 
   /** Highest seq in the file. */

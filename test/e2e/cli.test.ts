@@ -106,3 +106,52 @@ describe('a damaged log', () => {
     expect(r.stderr).toMatch(/another module/);
   });
 });
+
+describe('state transfer on the command line', () => {
+  it('instrument --unwind writes a module that can be snapshot; a log recorded with it replays on it, not on the plain module (the error names --state-transfer)', async () => {
+    const { readInstrumentMeta } = await import('../../host/instrument/index.ts');
+    const out = join(dir, 'kv.unwind.wasm');
+    const r = ftwasm(['instrument', join(guests, 'kv.wasm'), '-o', out, '--unwind']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readInstrumentMeta(new WebAssembly.Module(readFileSync(out)))?.unwind).toBe(true);
+    const plain = join(dir, 'kv.plain.wasm');
+    expect(ftwasm(['instrument', join(guests, 'kv.wasm'), '-o', plain]).code).toBe(0);
+    expect(readInstrumentMeta(new WebAssembly.Module(readFileSync(plain)))?.unwind).toBeUndefined();
+
+    // A log recorded with the prepared module replays on it; the plain module is another one (their icounts
+    // differ), and the error says what to pass.
+    const log = join(dir, 'unwind.log');
+    const rec = ftwasm(['record', out, '--log', log], 'SET a 1\nINCR a\n');
+    expect(rec.code, rec.stderr).toBe(0);
+    const same = ftwasm(['replay', out, '--log', log]);
+    expect(same.code, same.stderr).toBe(0);
+    expect(finalLines(same.stderr)).toEqual(finalLines(rec.stderr));
+    const refused = ftwasm(['replay', plain, '--log', log]);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/another module.*--state-transfer, pass it here too/);
+    // An instrumented module without --unwind cannot run as a --state-transfer node.
+    const noUnwind = ftwasm(['replay', plain, '--log', log, '--state-transfer']);
+    expect(noUnwind.code).not.toBe(0);
+    expect(noUnwind.stderr).toMatch(/instrumented without --unwind/);
+  });
+
+  it('a log that starts after a snapshot is not replayed without it, and a snapshot of another seq is refused', async () => {
+    const { LogArchive } = await import('../../host/replication/index.ts');
+    const { createHash } = await import('node:crypto');
+    const { prepareUnwind } = await import('../../host/instrument/index.ts');
+    const prepared = await prepareUnwind(readFileSync(join(guests, 'kv.wasm')));
+    const log = join(dir, 'after-snapshot.ftwlog');
+    const archive = LogArchive.create(log, { moduleHash: new Uint8Array(createHash('sha256').update(prepared).digest()), ftwasmVersion: 'test' });
+    archive.startAt(42);
+    archive.close();
+    const r = ftwasm(['replay', join(guests, 'kv.wasm'), '--log', log, '--state-transfer']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`starts at seq 42: replay it from the snapshot before it (--snapshot ${log}.snapshot)`);
+    const { encodeSnapshot } = await import('../../host/vm/index.ts');
+    const snap = join(dir, 'seq7.snapshot');
+    writeFileSync(snap, Buffer.concat(encodeSnapshot({ icount: 1n, lastSeq: 7, memory: new Uint8Array(65536), globals: {}, stack: new Uint8Array(0), tables: '', lastMono: -1n })));
+    const wrong = ftwasm(['replay', join(guests, 'kv.wasm'), '--log', log, '--snapshot', snap]);
+    expect(wrong.code).toBe(3);
+    expect(wrong.stderr).toMatch(/taken after seq 7, but log .* starts at seq 42/);
+  });
+});

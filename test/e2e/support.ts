@@ -124,8 +124,8 @@ export async function stopSurvivor(children: Children, p: CliProcess, role: 'pri
 }
 
 /** `ftwasm replay kv.wasm --log FILE`: the state of a fault-free run of that log. */
-export async function replayOf(children: Children, log: string): Promise<{ hash: string; icount: string; out: string }> {
-  const r = children.ftwasm(['replay', kv, '--log', log, '--quiet']);
+export async function replayOf(children: Children, log: string, extra: string[] = []): Promise<{ hash: string; icount: string; out: string }> {
+  const r = children.ftwasm(['replay', kv, '--log', log, '--quiet', ...extra]);
   const code = await exitWithin(r, 30_000);
   expect(code, r.stderr()).toBe(0);
   const icount = /^icount: (\d+)$/m.exec(r.stderr());
@@ -135,9 +135,9 @@ export async function replayOf(children: Children, log: string): Promise<{ hash:
 }
 
 /** The survivor's final state (SIGTERM) equals `ftwasm replay` of the log it wrote: a fault-free run of it. */
-export async function expectSurvivorIsReplay(children: Children, p: CliProcess, role: 'primary' | 'backup', log: string, context: () => string): Promise<Final> {
+export async function expectSurvivorIsReplay(children: Children, p: CliProcess, role: 'primary' | 'backup', log: string, context: () => string, replayArgs: string[] = []): Promise<Final> {
   const final = await stopSurvivor(children, p, role, context);
-  const replay = await replayOf(children, log);
+  const replay = await replayOf(children, log, replayArgs);
   expect(replay.out, 'a replay of a complete log ends with the guest returning, not at a cut').not.toMatch(/log ended at seq|torn frame/);
   expect({ hash: replay.hash, icount: replay.icount }, `${role}'s state vs ftwasm replay of ${log}`).toEqual({ hash: final.hash, icount: final.icount });
   console.log(`[e2e]   ${role} final state ${final.hash.slice(0, 16)}… icount ${final.icount}, ${final.lastSeq} log entries: equal to ftwasm replay of its --log`);
