@@ -5,7 +5,9 @@
 //   1. a primary alone (backup_wait_ms 0) serves a saturating kv load (get90) for BUILD_MS: the log to catch
 //      up on, and the throughput alone;
 //   2. a backup joins while the load goes on (in this process, then, in a second run, as an `ftwasm backup`
-//      process; log channel on loopback); timed until the primary is protected again (SYNCED sent);
+//      process; log channel on loopback); timed until the primary is protected again (SYNCED sent). Four
+//      runs: by replaying the log from seq 1, and by state transfer (the guest prepared for snapshots,
+//      --state-transfer: a snapshot at a recv and the frames after it; docs/SNAPSHOT.md);
 //   3. the same load for WINDOW_MS with the pair protected (outputs wait for the backup's acks).
 //
 //   node bench/catchup.mjs [--quick]
@@ -17,7 +19,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { join } from 'node:path';
-import { FtClient, instrument, openFileArbiter, startBackup, startPrimary } from 'ftwasm';
+import { FtClient, instrument, openFileArbiter, prepareUnwind, startBackup, startPrimary } from 'ftwasm';
 
 const root = new URL('..', import.meta.url).pathname;
 const quick = process.argv.includes('--quick');
@@ -64,18 +66,26 @@ async function rateOver(l, ms) {
 }
 
 const workload = WORKLOADS.find((w) => w.name === 'get90');
-const module = new WebAssembly.Module(instrument(readFileSync(join(root, 'build/guest/kv.wasm'))));
+const kvBytes = readFileSync(join(root, 'build/guest/kv.wasm'));
+const plainModule = new WebAssembly.Module(instrument(kvBytes));
+const preparedModule = new WebAssembly.Module(instrument(await prepareUnwind(kvBytes)));
 const cli = join(root, 'dist/cli.js');
 const secretFile = join(scratch, 'secret');
 writeFileSync(secretFile, Buffer.from(SECRET));
 
 /** One run: a primary alone under load, then a backup joining (in this process or as `ftwasm backup`). */
-async function run(variant) {
-  const dir = join(scratch, `arbiter-${variant}`);
+async function run(variant, by) {
+  const dir = join(scratch, `arbiter-${variant}-${by}`);
   mkdirSync(dir);
   const arbiter = await openFileArbiter(dir, { deployment: 'catchup' });
+  const module = by === 'snapshot' ? preparedModule : plainModule;
   let logBytes = 0;
-  const primary = await startPrimary({ module, arbiter, secret: SECRET, backup_wait_ms: 0, onLogFrames: (b) => (logBytes += b.length) });
+  let transferBytes = 0;
+  const onEvent = (text) => {
+    const m = /snapshot of the guest at seq \d+ \((\d+) bytes/.exec(text);
+    if (m) transferBytes = Number(m[1]);
+  };
+  const primary = await startPrimary({ module, arbiter, secret: SECRET, backup_wait_ms: 0, onLogFrames: (b) => (logBytes += b.length), onEvent });
   await new Promise((r) => primary.once('live', r));
   const servers = [primary.clientAddress()].map(({ host, port }) => `${host}:${port}`);
   const clients = Array.from({ length: SESSIONS }, () => new FtClient({ servers }));
@@ -97,7 +107,8 @@ async function run(variant) {
     backup = await startBackup({ module, arbiter, secret: SECRET, primary: primary.replicationAddress() });
   } else {
     const r = primary.replicationAddress();
-    child = spawn(process.execPath, [cli, 'backup', join(root, 'build/guest/kv.wasm'), '--primary', `${r.host}:${r.port}`, '--clients', `127.0.0.1:${await freePort()}`, '--arbiter', `file:${dir}`, '--deployment', 'catchup', '--secret-file', secretFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const flags = by === 'snapshot' ? ['--state-transfer'] : [];
+    child = spawn(process.execPath, [cli, 'backup', join(root, 'build/guest/kv.wasm'), '--primary', `${r.host}:${r.port}`, '--clients', `127.0.0.1:${await freePort()}`, '--arbiter', `file:${dir}`, '--deployment', 'catchup', '--secret-file', secretFile, ...flags], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err = (err + d).slice(-2000)));
     child.once('exit', (code) => code !== null && code !== 0 && console.error(`ftwasm backup exited ${code}: ${err}`));
@@ -119,7 +130,9 @@ async function run(variant) {
   const recordEntriesPerS = joinSeq / (BUILD_MS / 1000); // the log's growth while alone (warm-up included)
   return {
     variant,
+    by,
     join: { seq: joinSeq, log_bytes: joinBytes },
+    ...(by === 'snapshot' ? { transfer_bytes: transferBytes } : {}),
     catchup: {
       ms: Math.round(catchupMs),
       entries_acked_at_sync: caughtUp,
@@ -133,7 +146,7 @@ async function run(variant) {
 }
 
 const runs = [];
-for (const variant of ['in-process', 'process']) runs.push(await run(variant));
+for (const by of ['log', 'snapshot']) for (const variant of ['in-process', 'process']) runs.push(await run(variant, by));
 const results = {
   benchmark: 'catchup',
   machine: machineFacts(),
@@ -148,9 +161,10 @@ if (!quick) {
   const m = results.machine;
   const row = (label, f) => `| ${label} | ${runs.map(f).join(' | ')} |`;
   const md = [
-    `| measure | ${runs.map((r) => `backup ${r.variant}`).join(' | ')} |`,
+    `| measure | ${runs.map((r) => `${r.by === 'snapshot' ? 'state transfer' : 'log from seq 1'}, backup ${r.variant}`).join(' | ')} |`,
     `| --- | ${runs.map(() => '---:').join(' | ')} |`,
     row('log at join: entries / MB', (r) => `${r.join.seq} / ${(r.join.log_bytes / 1e6).toFixed(1)}`),
+    row('sent to the joining backup before the frames after it, MB', (r) => (r.by === 'snapshot' ? `${(r.transfer_bytes / 1e6).toFixed(2)} (snapshot)` : `${(r.join.log_bytes / 1e6).toFixed(1)} (log)`)),
     row('catch-up time (join -> SYNCED), ms', (r) => r.catchup.ms),
     row('entries caught up per second', (r) => r.catchup.entries_per_s),
     row("catch-up speed / the log's recording speed", (r) => `${r.catchup.speed_vs_recording}x`),
@@ -158,7 +172,7 @@ if (!quick) {
     row('throughput during catch-up, req/s (ratio to alone)', (r) => `${r.throughput_req_per_s.during_catchup} (${r.ratios.during_catchup_vs_alone})`),
     row('throughput protected again, req/s (ratio to alone)', (r) => `${r.throughput_req_per_s.protected} (${r.ratios.protected_vs_alone})`),
     '',
-    `Measured by \`node bench/catchup.mjs\` on ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date.slice(0, 10)}; the primary and the clients in one process, the backup in it too or as an \`ftwasm backup\` process; load average ${m.loadAverageStart} at the start.`,
+    `Measured by \`node bench/catchup.mjs\` on ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date.slice(0, 10)}; the primary and the clients in one process, the backup in it too or as an \`ftwasm backup\` process (with --state-transfer for state transfer); load average ${m.loadAverageStart} at the start. The throughput-alone column of each run is that run's own baseline; the state-transfer runs use the guest prepared for snapshots.`,
   ].join('\n');
   writeFileSync(join(dir, 'catchup.md'), `${md}\n`);
 }
