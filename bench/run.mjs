@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 const dir = new URL('.', import.meta.url).pathname;
-const scripts = ['instrument.mjs', 'log.mjs', 'replay.mjs', 'replication.mjs', 'replication-cores.mjs', 'catchup.mjs'];
+const scripts = ['instrument.mjs', 'log.mjs', 'replay.mjs', 'replication.mjs', 'replication-cores.mjs', 'catchup.mjs', 'snapshot.mjs'];
 const args = process.argv.slice(2);
 const failed = [];
 for (const script of scripts) {
