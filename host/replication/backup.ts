@@ -58,6 +58,7 @@ export interface BackupOptions extends ReplicaOptions {
   /** As PrimaryOptions (once live, with `replication`). */
   retained_bytes_max?: number;
   replay_lag_ms_max?: number;
+  snapshot_wait_ms?: number;
 }
 
 export const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
@@ -585,7 +586,7 @@ export class Backup extends ReplicaNode {
     runner.off('frame', this.onOwnFrame);
     try {
       // The options both roles share go on as they are; the backup's own (primary, connect_timeout_ms, ...) stay.
-      const { primary: _primary, connect_timeout_ms: _connect, log_queue_bytes_max: _queue, onLogBytes: _bytes, ...shared } = this.options;
+      const { primary: _primary, connect_timeout_ms: _connect, log_queue_bytes_max: _queue, onLogBytes: _bytes, onSnapshot: _snapshot, ...shared } = this.options;
       const primary = await Primary.adopt(
         { ...shared, nodeId: this.nodeId, replication: this.options.replication!, onEvent: (text) => this.note(text) },
         { epoch: this.epoch, runner, server: this.server, gate: this.gate, feeder: this.feeder, history: this.history!, forgets: this.forgets },

@@ -78,6 +78,11 @@ export interface PrimaryOptions extends ReplicaOptions {
    * of it. It bounds failover time: a backup replays all it holds before going live. Default 100.
    */
   replay_lag_ms_max?: number;
+  /**
+   * State transfer (a module prepared for snapshots): how long a joining backup waits for the guest to reach a
+   * recv, where its snapshot is taken, before it is refused. Default SNAPSHOT_WAIT_MS.
+   */
+  snapshot_wait_ms?: number;
 }
 
 export type ReplicaRole = 'primary' | 'backup' | 'claiming' | 'halted' | 'closed';
@@ -753,11 +758,12 @@ export class Primary extends ReplicaNode {
     this.backup_replayed_seq = 0;
     this.acked_seq = 0;
     this.sent_seq = 0;
+    const wait_ms = this.options.snapshot_wait_ms ?? SNAPSHOT_WAIT_MS;
     const timer = setTimeout(() => {
       if (this.rejoin?.phase !== 'snapshot' || this.peer !== peer) return;
       this.endRejoin();
-      peer.refuse(`the guest reached no recv within ${SNAPSHOT_WAIT_MS} ms: no snapshot to send`);
-    }, SNAPSHOT_WAIT_MS);
+      peer.refuse(`the guest reached no recv within ${wait_ms} ms: no snapshot to send`);
+    }, wait_ms);
     this.rejoin = { phase: 'snapshot', timer };
     this.greetJoining(peer);
     this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: state transfer from a snapshot at the guest's next recv`);

@@ -96,6 +96,26 @@ describe('a backup joining a lone primary by state transfer', () => {
   });
 });
 
+describe('a guest that reaches no recv', () => {
+  it('gives no snapshot: the joining backup is refused after snapshot_wait_ms, naming why, and the primary goes on alone', async () => {
+    const { wat } = await import('../support/wat.ts');
+    // It imports recv (so it can be prepared) but computes forever without calling it.
+    const spinner = new WebAssembly.Module(instrument(await prepareUnwind(await wat(`(module
+      (import "ft" "recv" (func $recv (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $i i32)
+        (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $l))
+        (drop (call $recv (i32.const 0) (i32.const 16) (i32.const 0)))))`))));
+    const a = await fx.arbiter();
+    const p = await fx.primary({ module: spinner, arbiter: a, backup_wait_ms: 100, snapshot_wait_ms: 300 });
+    expect(await new Promise((r) => p.once('live', r))).toBe(2);
+    const b = await fx.backupOf(p, a, { module: spinner });
+    expect(await b.halted).toMatch(/the primary refused this backup: the guest reached no recv within 300 ms: no snapshot to send/);
+    expect(p.state()).toMatchObject({ role: 'primary', solo: true });
+    expect(p.state().rejoin).toBeUndefined();
+  });
+});
+
 describe('a backup refuses a bad state transfer, naming it', () => {
   /** A fake primary in epoch 5 that answers HELLO with the given messages. */
   async function fakePrimary(answer: (peer: LogPeer) => void): Promise<{ host: string; port: number }> {
