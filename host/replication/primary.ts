@@ -16,6 +16,7 @@ import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
 import { FrameTail, MemoryHistory, type HistoryFrame, type HistoryReader, type LogHistory } from './history.ts';
 import { encodeTransfer, TransferSender } from './transfer.ts';
+import { CatchupPacer } from './pacer.ts';
 import { readInstrumentMeta } from '../instrument/index.ts';
 import type { GuestSnapshot } from '../vm/index.ts';
 import { ForgetLog, encodeForgets, type Forget } from './forgets.ts';
@@ -259,6 +260,8 @@ export class Primary extends ReplicaNode {
     | undefined;
   /** The module can be snapshot at a recv (prepareUnwind): a joining backup gets state transfer, not the whole log. */
   private readonly unwind: boolean;
+  /** Whether a joining backup gains on the log; while it does not, input is held and the guest paused. */
+  private readonly pacer = new CatchupPacer(undefined, SYNC_SLACK_ENTRIES);
   /** Frames sealed this event-loop turn and not yet sent: they go out together, as one FRAMES message. */
   private unsent: RetainedFrame[] = [];
   private flush_scheduled: NodeJS.Immediate | undefined;
@@ -730,6 +733,7 @@ export class Primary extends ReplicaNode {
     this.acked_seq = next_seq - 1;
     this.sent_seq = next_seq - 1;
     this.rejoin = { phase: 'catching_up', reader };
+    this.pacer.reset();
     this.greetJoining(peer);
     this.note(`backup ${peer.peer} joined this primary, which is alone in epoch ${this.epoch}: catching it up from seq ${next_seq} to ${this.gate.last_seq}`);
     this.sendSessionEpochs(peer);
@@ -914,15 +918,39 @@ export class Primary extends ReplicaNode {
     if (!runner) return;
     const max = this.options.replay_lag_ms_max ?? REPLAY_LAG_MS_MAX_DEFAULT;
     const lag = this.role === 'primary' && this.peer?.isOpen ? this.replayLagMs() : 0;
+    // A joining backup is paced by whether it gains on the log; a following one by how far its replay trails.
+    const catchup = this.catchupPacing();
+    const over = catchup ?? lag > max;
+    const under = catchup === undefined ? lag < max / 2 : !catchup;
     let next = this.throttle_us;
-    if (lag > max) next = Math.min(THROTTLE_PAUSE_US_MAX, next > 0 ? next * 2 : THROTTLE_PAUSE_US_FIRST);
-    else if (lag < max / 2) next = next >= 2 * THROTTLE_PAUSE_US_FIRST ? Math.floor(next / 2) : 0;
-    this.input_held = lag > max;
+    if (over) next = Math.min(THROTTLE_PAUSE_US_MAX, next > 0 ? next * 2 : THROTTLE_PAUSE_US_FIRST);
+    else if (under) next = next >= 2 * THROTTLE_PAUSE_US_FIRST ? Math.floor(next / 2) : 0;
+    this.input_held = over;
     if (next === this.throttle_us) return;
-    if (this.throttle_us === 0) this.note(`the backup's replay trails by ${Math.round(lag)} ms (replay_lag_ms_max ${max}): throttling the guest and holding input`);
-    if (next === 0) this.note(`the backup's replay caught up (${Math.round(lag)} ms behind): throttle lifted`);
+    const gap = this.gate.last_seq - this.backup_replayed_seq;
+    if (this.throttle_us === 0) {
+      this.note(catchup === undefined
+        ? `the backup's replay trails by ${Math.round(lag)} ms (replay_lag_ms_max ${max}): throttling the guest and holding input`
+        : `the joining backup does not gain on the log (${gap} entries behind): throttling the guest and holding input until it does`);
+    }
+    if (next === 0) this.note(catchup === undefined ? `the backup's replay caught up (${Math.round(lag)} ms behind): throttle lifted` : `the joining backup gains on the log (${gap} entries behind): throttle lifted`);
     this.throttle_us = next;
     runner.throttle(next, THROTTLE_SLICE);
+  }
+
+  /**
+   * While a backup catches up (the frames, after any snapshot was sent whole): whether it failed to gain on
+   * the log over the pacer's window (hold back), or undefined when no catch-up is being paced.
+   */
+  private catchupPacing(): boolean | undefined {
+    const rejoin = this.rejoin;
+    if (rejoin?.phase !== 'catching_up' || this.role !== 'primary' || !this.peer?.isOpen) return undefined;
+    if (rejoin.transfer && !rejoin.transfer.sender.done) {
+      this.pacer.reset(); // the snapshot is still on its way: nothing to replay yet
+      return undefined;
+    }
+    if (!this.progress_known) return undefined;
+    return this.pacer.step(performance.now(), this.gate.last_seq - this.backup_replayed_seq);
   }
 
   private tick(): void {

@@ -4,8 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { join } from 'node:path';
-import { FtClient } from '../../host/net/index.ts';
-import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, type Backup, type Primary } from '../../host/replication/index.ts';
+import { FtClient, PAYLOAD_BYTES_MAX_DEFAULT } from '../../host/net/index.ts';
+import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, u64sPayload, type Backup, type Primary } from '../../host/replication/index.ts';
 import { freePort } from '../../host/cli/procs.ts';
 import { SECRET, expectLogReplays, replicationFixture, str, text, until } from './support.ts';
 
@@ -130,5 +130,73 @@ describe('a backup that was never told SYNCED', () => {
     const synced = await startBackup({ module: fx.module, arbiter: a, secret: SECRET, primary: await silentPrimary(true), heartbeat_timeout_ms: 200 });
     fx.cleanup(() => synced.close());
     expect(await synced.live).toBe(6);
+  });
+});
+
+describe('pacing a catch-up', () => {
+  /**
+   * A backup that replays slowly, by hand: it acks every frame at once but reports its replay as `replayed()`
+   * says, so the primary sees a gap that does not close until the test lets it.
+   */
+  async function slowBackup(at: { host: string; port: number }, replayed: (head: number) => number): Promise<{ head: () => number; close: () => void }> {
+    const { FrameReader } = await import('../../host/log/index.ts');
+    const socket = net.connect(at);
+    let epoch = 0;
+    let head = 0;
+    let stamp = 0;
+    const reader = new FrameReader();
+    const peer = new LogPeer(socket, 'backup', { secret: SECRET, epoch: () => epoch });
+    await peer.ready;
+    peer.on('message', (m) => {
+      epoch = m.epoch;
+      if (m.type === MessageType.HEARTBEAT) stamp = Math.max(stamp, Number(Buffer.from(m.payload).readBigUInt64LE(0)));
+      if (m.type !== MessageType.FRAMES) return;
+      reader.push(m.payload);
+      for (let f = reader.next(); f !== 'incomplete'; f = reader.next()) head = f.lastSeq;
+      peer.send(MessageType.ACK, u64sPayload(head, stamp));
+    });
+    const timer = setInterval(() => peer.isOpen && peer.send(MessageType.HEARTBEAT, u64sPayload(stamp, Math.min(head, replayed(head)))), 50);
+    peer.send(MessageType.HELLO, u64sPayload(1, PAYLOAD_BYTES_MAX_DEFAULT));
+    fx.cleanup(() => {
+      clearInterval(timer);
+      peer.close('done');
+    });
+    return { head: () => head, close: () => peer.close('done') };
+  }
+
+  it('a joining backup that does not gain on the log holds the primary back until it does, then is synced', async () => {
+    const a = await fx.arbiter();
+    const notes: string[] = [];
+    const p = await startPrimary({ module: fx.module, arbiter: a, secret: SECRET, backup_wait_ms: 100, onEvent: (t) => notes.push(t) });
+    fx.cleanup(() => p.close());
+    expect(await new Promise((r) => p.once('live', r))).toBe(2);
+    const c = fx.client(p.clientAddress());
+    // 5000 entries of log before the backup joins: more than the slack within which a backup counts as caught up.
+    for (let i = 1; i <= 2600; i++) expect(await incr(c, 'k')).toBe(`VALUE ${i}\n`);
+    let keepUp = false;
+    const b = await slowBackup(p.replicationAddress(), (head) => (keepUp ? head : 10));
+    // A client keeps writing; the backup's replay stays at seq 10, so the gap grows, then stays.
+    let answered = 2600;
+    let stop = false;
+    fx.cleanup(() => (stop = true));
+    const writer = (async () => {
+      while (!stop) expect(await incr(c, 'k')).toBe(`VALUE ${++answered}\n`);
+    })();
+    await until(() => notes.some((t) => /the joining backup does not gain on the log \(\d+ entries behind\): throttling the guest and holding input/.test(t)), 'the primary to hold back');
+    // Held back: client input waits, the log stops growing.
+    const heldAt = answered;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(answered - heldAt).toBeLessThanOrEqual(1);
+    expect(p.state().solo).toBe(true);
+    // The backup catches up: the primary lets go, syncs it and is protected again.
+    keepUp = true;
+    // Lifted as the pacer sees the gap close, or (once it is synced) as any backup whose replay caught up.
+    await until(() => notes.some((t) => /throttle lifted/.test(t)), 'the throttle to be lifted');
+    await until(() => !p.state().solo && p.state().rejoin === undefined, 'the backup to be synced');
+    const after = answered;
+    await until(() => answered > after + 20, 'the client to be answered again');
+    stop = true;
+    await writer;
+    b.close();
   });
 });
