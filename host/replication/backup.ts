@@ -77,7 +77,7 @@ export class Backup extends ReplicaNode {
   /** Made at the first log frame or snapshot (a module prepared for unwinding may be sent either), or at once. */
   private runner: GuestRunner | undefined;
   /** SNAPSHOT pieces being put back together (state transfer). */
-  private readonly transfer = new TransferAssembler();
+  private transfer = new TransferAssembler();
   /** The seq of the snapshot this backup was restored from (0: it replays from seq 1). */
   private restored_seq = 0;
   private server!: ClientServer;
@@ -320,6 +320,8 @@ export class Backup extends ReplicaNode {
         });
         peer.on('close', (reason) => {
           this.note(`primary channel closed: ${reason}`);
+          // A transfer cut off midway starts over: a reconnecting backup that holds no log asks for seq 1 again.
+          if (this.runner === undefined) this.transfer = new TransferAssembler();
           this.pumpLog();
           this.retryConnect();
         });
