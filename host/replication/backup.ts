@@ -28,7 +28,7 @@ import {
   SESSION_RECORD_BYTES,
 } from './primary.ts';
 import type { Endpoint, ReplicaEvents, ReplicaOptions, ReplicaRole, ReplicaState } from './primary.ts';
-import { MemoryHistory, type LogHistory } from './history.ts';
+import { defaultHistory, type LogHistory } from './history.ts';
 import { ForgetLog, PendingForgets, decodeForgets } from './forgets.ts';
 
 export interface BackupOptions extends ReplicaOptions {
@@ -137,7 +137,8 @@ export class Backup extends ReplicaNode {
     this.payload_max = clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
-    this.history = options.replication ? (options.history ?? new MemoryHistory(options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT)) : undefined;
+    const unwind = readInstrumentMeta(options.module)?.unwind === true;
+    this.history = options.replication ? (options.history ?? defaultHistory(unwind, options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT)) : undefined;
   }
 
   /** Keeps a frame chunk for the history (whole frames, in seq order), while it is complete. */
@@ -421,22 +422,20 @@ export class Backup extends ReplicaNode {
     if (typeof t === 'string') return fail(t);
     const seq = t.snapshot.lastSeq;
     try {
-      this.server.restore({
-        version: 1,
-        next_session: t.next_session,
-        sessions: t.sessions.map((s) => ({ session: s.session, session_epoch: s.epoch, delivered: s.delivered, outputs: s.outputs, output_acked: s.outputs, buffered: [] })),
-      });
+      this.server.restore(t.table); // checked there, field by field
     } catch (error) {
       return fail(`its session table: ${(error as Error).message}`);
     }
-    for (const s of t.sessions) this.session_epochs.set(s.session, s.epoch);
-    this.gate.startAt(seq, t.sessions);
+    const sessions = t.table.sessions;
+    if (sessions.length > SESSION_EPOCHS_MAX) return fail(`more than ${SESSION_EPOCHS_MAX} sessions`);
+    for (const s of sessions) this.session_epochs.set(s.session, s.session_epoch);
+    this.gate.startAt(seq, sessions);
     this.received_seq = this.pushed_seq = this.released_seq = this.restored_seq = seq;
     this.options.onSnapshot?.(whole, seq);
     this.ensureRunner(t.snapshot);
     this.applyForgets(seq);
     this.ack_pending = true; // the primary learns this backup holds the log up to the snapshot
-    this.note(`restored from the primary's snapshot at seq ${seq} (${whole.length} bytes, ${t.sessions.length} sessions)`);
+    this.note(`restored from the primary's snapshot at seq ${seq} (${whole.length} bytes, ${sessions.length} sessions)`);
   }
 
   private onFrames(peer: LogPeer, bytes: Uint8Array): void {

@@ -70,6 +70,26 @@ export class MemoryHistory implements LogHistory {
   }
 }
 
+/**
+ * No history: a node whose module is prepared for snapshots catches a joining backup up by state transfer
+ * (docs/SNAPSHOT.md), so it keeps no copy of the log in memory for that.
+ */
+export class NoHistory implements LogHistory {
+  readonly complete = false;
+  readonly gone = 'no log history is kept: the module is prepared for snapshots, so a joining backup gets state transfer';
+  add(): boolean {
+    return false;
+  }
+  reader(): undefined {
+    return undefined;
+  }
+}
+
+/** The default history of a node: none for a module prepared for snapshots, else the log in memory. */
+export function defaultHistory(unwind: boolean, bytes_max: number): LogHistory {
+  return unwind ? new NoHistory() : new MemoryHistory(bytes_max);
+}
+
 const FRAME_HEADER_BYTES = 48;
 
 /**

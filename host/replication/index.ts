@@ -36,6 +36,6 @@ export { nodeMetrics, serveMetrics } from './metrics.ts';
 export type { MeteredNode, ClientStats, NodeMetricsOptions, MetricsServerOptions } from './metrics.ts';
 export { ReplicationError } from './errors.ts';
 export type { ReplicationErrorCode } from './errors.ts';
-export { encodeTransfer, decodeTransfer, TransferSender, TransferAssembler, TRANSFER_BYTES_MAX, TRANSFER_SESSION_BYTES } from './transfer.ts';
-export type { Transfer, TransferSession } from './transfer.ts';
+export { encodeTransfer, decodeTransfer, TransferSender, TransferAssembler, TRANSFER_BYTES_MAX, TRANSFER_TABLE_BYTES_MAX } from './transfer.ts';
+export type { Transfer } from './transfer.ts';
 export { FrameTail } from './history.ts';

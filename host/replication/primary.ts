@@ -14,7 +14,7 @@ import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from
 import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
-import { FrameTail, MemoryHistory, type HistoryFrame, type HistoryReader, type LogHistory } from './history.ts';
+import { defaultHistory, FrameTail, type HistoryFrame, type HistoryReader, type LogHistory } from './history.ts';
 import { encodeTransfer, TransferSender } from './transfer.ts';
 import { CatchupPacer } from './pacer.ts';
 import { readInstrumentMeta } from '../instrument/index.ts';
@@ -295,8 +295,8 @@ export class Primary extends ReplicaNode {
     // One heartbeat interval of margin for clocks of two hosts running at slightly different rates.
     this.lease_ms = this.timeout_ms - this.interval_ms;
     this.payload_max = clientPayloadMax(options.clients);
-    this.history = options.history ?? new MemoryHistory(options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT);
     this.unwind = readInstrumentMeta(options.module)?.unwind === true;
+    this.history = options.history ?? defaultHistory(this.unwind, options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT);
   }
 
   /** Claims the next epoch, starts listening for the backup and the clients, and starts the guest. */
@@ -579,7 +579,7 @@ export class Primary extends ReplicaNode {
     // The backup must have everything this primary dropped, and ask from a frame boundary it still holds.
     const boundary = next_seq === this.gate.last_seq + 1 || this.retained.some((f) => f.firstSeq === next_seq);
     if (next_seq <= this.dropped_seq || !boundary) {
-      return peer.refuse(`cannot serve the log from seq ${next_seq}: retained ${this.dropped_seq + 1}..${this.gate.last_seq}; a new backup needs state transfer (not implemented)`);
+      return peer.refuse(`cannot serve the log from seq ${next_seq}: retained ${this.dropped_seq + 1}..${this.gate.last_seq}; a new backup needs state transfer (run every node with --state-transfer: the module prepared for snapshots)`);
     }
     this.peer_ever = true;
     this.greet(peer);
@@ -723,7 +723,7 @@ export class Primary extends ReplicaNode {
   private onRejoin(peer: LogPeer, next_seq: number): void {
     if (next_seq === 1 && this.unwind) return this.rejoinBySnapshot(peer);
     if (!this.history.complete) {
-      return peer.refuse(`this primary went on alone in epoch ${this.epoch} and ${this.history.gone}: a new backup needs state transfer (not implemented)`);
+      return peer.refuse(`this primary went on alone in epoch ${this.epoch} and ${this.history.gone}: a new backup needs state transfer (run every node with --state-transfer: the module prepared for snapshots)`);
     }
     const reader = this.history.reader(next_seq, this.gate.last_seq);
     if (!reader) return peer.refuse(`cannot serve the log from seq ${next_seq}: not a frame boundary of the history 1..${this.gate.last_seq}`);
@@ -787,13 +787,13 @@ export class Primary extends ReplicaNode {
     if (this.rejoin?.phase !== 'snapshot' || !peer?.isOpen || this.role !== 'primary') return;
     clearTimeout(this.rejoin.timer);
     assert(snapshot.lastSeq === this.gate.last_seq, `snapshot at seq ${snapshot.lastSeq}, log bookkeeping at ${this.gate.last_seq}`);
-    const server = this.server!;
-    const sessions = [...server.sessionEpochs()].map(([session, epoch]) => ({
-      session, epoch, delivered: this.gate.deliveredOf(session), outputs: this.gate.outputsOf(session),
-    }));
+    // Alone, this node released every output up to the snapshot at once, so its client server's table is at
+    // the snapshot's seq too, with the outputs clients have not acknowledged yet.
+    const table = this.server!.snapshot();
+    const sessions = table.sessions;
     let sender: TransferSender;
     try {
-      sender = new TransferSender(encodeTransfer({ next_session: server.nextSession, sessions, snapshot }));
+      sender = new TransferSender(encodeTransfer({ table, snapshot }));
     } catch (error) {
       this.endRejoin();
       return peer.refuse(`cannot send the snapshot: ${(error as Error).message}`);

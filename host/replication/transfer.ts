@@ -1,66 +1,53 @@
 // State transfer (docs/SNAPSHOT.md): what a primary sends a joining backup instead of the whole log. One
-// transfer is the guest's snapshot (host/vm/snapshot.ts) plus the log bookkeeping at the same seq: each known
-// session's epoch, requests taken and outputs sent, and the next session id. It travels as SNAPSHOT messages,
-// each `total u64, offset u64, bytes`, in order; the log goes on after it as FRAMES from lastSeq + 1.
+// transfer is the guest's snapshot (host/vm/snapshot.ts) plus the client server's session table at the same
+// seq: each known session's epoch, requests taken, outputs sent and acknowledged, and the outputs its client
+// has not acknowledged yet (so a client that missed them gets them from the backup after a failover), and the
+// next session id. It travels as SNAPSHOT messages, each `total u64, offset u64, bytes`, in order; the log
+// goes on after it as FRAMES from lastSeq + 1.
+import { Packr, Unpackr } from 'msgpackr';
+import type { SessionTableSnapshot } from '../net/index.ts';
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_BYTES_MAX } from '../vm/index.ts';
 import type { GuestSnapshot } from '../vm/index.ts';
 
-export interface TransferSession {
-  session: number;
-  /** The epoch the session was opened in. */
-  epoch: number;
-  /** Requests of the session the guest took up to the snapshot. */
-  delivered: number;
-  /** Outputs the guest sent the session up to the snapshot. */
-  outputs: number;
-}
-
 export interface Transfer {
-  next_session: number;
-  sessions: TransferSession[];
+  /** The client server's table (ClientServer.snapshot()) when the guest's snapshot was taken. */
+  table: SessionTableSnapshot;
   snapshot: GuestSnapshot;
 }
 
-/** One session record: session u32, epoch u64, delivered u64, outputs u64 (LE). */
-export const TRANSFER_SESSION_BYTES = 28;
-/** Sessions one transfer may carry (a client server's table is bounded well below it). */
-export const TRANSFER_SESSIONS_MAX = 1 << 20;
-/** The largest transfer: a snapshot at its limit plus every session record. */
-export const TRANSFER_BYTES_MAX = SNAPSHOT_BYTES_MAX + 8 + TRANSFER_SESSIONS_MAX * TRANSFER_SESSION_BYTES;
+/** The largest session table a transfer carries (msgpack), and the largest transfer. */
+export const TRANSFER_TABLE_BYTES_MAX = 256 << 20;
+export const TRANSFER_BYTES_MAX = SNAPSHOT_BYTES_MAX + 4 + TRANSFER_TABLE_BYTES_MAX;
 const CHUNK_HEAD_BYTES = 16;
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
-/** The transfer as parts (the snapshot's memory is not copied): next_session u32, count u32, records, snapshot. */
+/** The transfer as parts (the snapshot's memory is not copied): table length u32, the table in msgpack, the snapshot. */
 export function encodeTransfer(t: Transfer): Uint8Array[] {
-  if (t.sessions.length > TRANSFER_SESSIONS_MAX) throw new RangeError(`${t.sessions.length} sessions > TRANSFER_SESSIONS_MAX (${TRANSFER_SESSIONS_MAX})`);
-  const head = Buffer.alloc(8 + t.sessions.length * TRANSFER_SESSION_BYTES);
-  head.writeUInt32LE(t.next_session, 0);
-  head.writeUInt32LE(t.sessions.length, 4);
-  t.sessions.forEach((s, i) => {
-    const at = 8 + i * TRANSFER_SESSION_BYTES;
-    head.writeUInt32LE(s.session, at);
-    head.writeBigUInt64LE(BigInt(s.epoch), at + 4);
-    head.writeBigUInt64LE(BigInt(s.delivered), at + 12);
-    head.writeBigUInt64LE(BigInt(s.outputs), at + 20);
-  });
-  return [head, ...encodeSnapshot(t.snapshot)];
+  const table = packr.pack(t.table);
+  if (table.length > TRANSFER_TABLE_BYTES_MAX) throw new RangeError(`session table of ${table.length} bytes > TRANSFER_TABLE_BYTES_MAX (${TRANSFER_TABLE_BYTES_MAX})`);
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(table.length, 0);
+  return [head, table, ...encodeSnapshot(t.snapshot)];
 }
 
-/** Reads a whole transfer; a damaged one is a string naming what is wrong (the caller refuses its peer with it). */
+/**
+ * Reads a whole transfer; a damaged one is a string naming what is wrong (the caller refuses its peer with
+ * it). The table is checked when the client server restores it (ClientServer.restore names what is wrong).
+ */
 export function decodeTransfer(bytes: Uint8Array): Transfer | string {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (b.length < 8) return `state transfer of ${b.length} bytes is shorter than its header`;
-  const count = b.readUInt32LE(4);
-  if (count > TRANSFER_SESSIONS_MAX) return `state transfer names ${count} sessions > ${TRANSFER_SESSIONS_MAX}`;
-  const end = 8 + count * TRANSFER_SESSION_BYTES;
-  if (end > b.length) return `state transfer: ${count} session records run past its ${b.length} bytes`;
-  const sessions: TransferSession[] = [];
-  for (let at = 8; at < end; at += TRANSFER_SESSION_BYTES) {
-    const [epoch, delivered, outputs] = [b.readBigUInt64LE(at + 4), b.readBigUInt64LE(at + 12), b.readBigUInt64LE(at + 20)].map(Number);
-    if (![epoch, delivered, outputs].every((n) => Number.isSafeInteger(n))) return `state transfer: session record at byte ${at} holds a count beyond 2^53`;
-    sessions.push({ session: b.readUInt32LE(at), epoch: epoch!, delivered: delivered!, outputs: outputs! });
-  }
+  if (bytes.length < 4) return `state transfer of ${bytes.length} bytes is shorter than its header`;
+  const n = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).readUInt32LE(0);
+  if (n > TRANSFER_TABLE_BYTES_MAX || 4 + n > bytes.length) return `state transfer: a session table of ${n} bytes in ${bytes.length}`;
+  let table: SessionTableSnapshot;
   try {
-    return { next_session: b.readUInt32LE(0), sessions, snapshot: decodeSnapshot(bytes.subarray(end)) };
+    table = unpackr.unpack(bytes.subarray(4, 4 + n)) as SessionTableSnapshot;
+  } catch (error) {
+    return `state transfer: its session table is not msgpack (${(error as Error).message})`;
+  }
+  if (typeof table !== 'object' || table === null || !Array.isArray(table.sessions)) return 'state transfer: its session table has no sessions array';
+  try {
+    return { table, snapshot: decodeSnapshot(bytes.subarray(4 + n)) };
   } catch (error) {
     return `state transfer: ${(error as Error).message}`;
   }

@@ -22,17 +22,34 @@ describe('kill -9 of the primary at random moments', () => {
     console.log(`[kills] seed ${seed} (rerun with FTWASM_SEED=${seed})`);
     const random = rng(seed);
     const failovers: number[] = [];
-    for (let run = 0; run < RUNS; run++) {
-      const runDir = join(fx.dir, `run-${run}`);
+    /**
+     * A primary and its backup on fresh ports. A port freePort found free can be taken by another test's
+     * connection before a node binds it: a node that says EADDRINUSE is started again on new ports (twice at most).
+     */
+    const startPair = async (run: number, attempt = 0): Promise<{ primary: ReturnType<typeof ftwasm>; backup: ReturnType<typeof ftwasm>; clientsP: number; clientsB: number; logB: string }> => {
+      const runDir = join(fx.dir, `run-${run}-${attempt}`);
       mkdirSync(join(runDir, 'arbiter'), { recursive: true });
       const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
       const arbiter = `file:${join(runDir, 'arbiter')}`;
       const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
       const logB = join(runDir, 'backup.ftwlog');
       const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', fx.secret, '--log', logB, ...nodeTiming]);
+      const said = () => `primary said:\n${primary.stderr().slice(-1500)}\nbackup said:\n${backup.stderr().slice(-1500)}`;
+      const busy = () => /EADDRINUSE/.test(primary.stderr() + backup.stderr());
       try {
-        await until(() => primary.stderr().includes('primary: ready in epoch 1'), `run ${run}: the primary to be ready`);
-        await until(() => backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect`);
+        await until(() => busy() || (primary.stderr().includes('primary: ready in epoch 1') && backup.stderr().includes('connected to the primary')), `run ${run}: the primary to be ready and the backup to connect`);
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\n${said()}`);
+      }
+      if (!busy()) return { primary, backup, clientsP, clientsB, logB };
+      await stopCli(primary);
+      await stopCli(backup);
+      if (attempt >= 2) throw new Error(`run ${run}: ports taken three times over\n${said()}`);
+      return startPair(run, attempt + 1);
+    };
+    for (let run = 0; run < RUNS; run++) {
+      const { primary, backup, clientsP, clientsB, logB } = await startPair(run);
+      try {
         const load = ftwasm(['load', '--servers', `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, '--sessions', String(SESSIONS), '--requests', String(REQUESTS), '--interval-ms', '2', '--timeout-ms', '30000']);
         // The moment: after 0..500 replies (in hundreds, as the load reports them), plus 0..20 ms.
         const hundreds = Math.floor(random() * 6);

@@ -139,9 +139,17 @@ describe('a backup refuses a bad state transfer, naming it', () => {
 
   it('pieces out of order, a damaged transfer, and a transfer after log frames', async () => {
     const a = await fx.arbiter();
+    // A good table, then 40 bytes where the snapshot should be; and a table the client server refuses.
+    const table = { version: 1 as const, next_session: 1, sessions: [] };
+    const good = { icount: 1n, lastSeq: 3, memory: new Uint8Array(65536), globals: {}, stack: new Uint8Array(0), tables: '', lastMono: -1n };
+    const [head, tableBytes] = encodeTransfer({ table, snapshot: good });
+    const damaged = Buffer.concat([head!, tableBytes!, new Uint8Array(40)]);
+    const badTable = Buffer.concat(encodeTransfer({ table: { ...table, next_session: 0 }, snapshot: good }));
     const cases: Array<[string, (peer: LogPeer) => void, RegExp]> = [
       ['out of order', (peer) => peer.send(MessageType.SNAPSHOT, piece(100, 50, new Uint8Array(10))), /SNAPSHOT piece at offset 50, expected 0/],
-      ['damaged', (peer) => peer.send(MessageType.SNAPSHOT, piece(40, 0, new Uint8Array(40))), /state transfer: .*snapshot: (bad magic|truncated)/],
+      ['no table', (peer) => peer.send(MessageType.SNAPSHOT, piece(40, 0, new Uint8Array(40))), /state transfer: its session table is not msgpack/],
+      ['damaged snapshot', (peer) => peer.send(MessageType.SNAPSHOT, piece(damaged.length, 0, damaged)), /state transfer: .*snapshot: bad magic at byte 0/],
+      ['bad table', (peer) => peer.send(MessageType.SNAPSHOT, piece(badTable.length, 0, badTable)), /its session table: .*next_session 0 is not in 1\.\./],
       ['oversized', (peer) => peer.send(MessageType.SNAPSHOT, piece(2 ** 40, 0, new Uint8Array(1))), /state transfer of \d+ bytes is outside/],
     ];
     const at = async (answer: (peer: LogPeer) => void) => {
@@ -174,11 +182,14 @@ describe('transfer pieces', () => {
     return { icount: 123456789n + BigInt(seed), lastSeq: 77 + seed, memory, globals: { g0: 1.5, g1: -7n, g2: -0 }, stack: new Uint8Array([1, 2, 3, seed & 0xff]), tables: 't:1;f3,', lastMono: 99n };
   };
 
-  it('cut at any size and put back together, give the same transfer', () => {
+  it('cut at any size and put back together, give the same transfer, buffered outputs included (property)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 17, max: 200_000 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 50 }), (chunk, pages, seed, count) => {
-        const sessions = Array.from({ length: count }, (_, i) => ({ session: i + 1, epoch: 1 + (i % 3), delivered: i * 7, outputs: i * 5 }));
-        const t = { next_session: count + 1, sessions, snapshot: snapshot(pages, seed) };
+        const sessions = Array.from({ length: count }, (_, i) => {
+          const buffered = Array.from({ length: i % 3 }, (_, k) => ({ seq: i * 5 - (i % 3) + k + 1, epoch: 2, payload: new Uint8Array([i, k, seed & 0xff]) }));
+          return { session: i + 1, session_epoch: 1 + (i % 3), delivered: i * 7, outputs: i * 5, output_acked: i * 5 - buffered.length, buffered };
+        });
+        const t = { table: { version: 1 as const, next_session: count + 1, sessions }, snapshot: snapshot(pages, seed) };
         const sender = new TransferSender(encodeTransfer(t));
         const assembler = new TransferAssembler();
         let whole: Uint8Array | undefined;
@@ -190,8 +201,10 @@ describe('transfer pieces', () => {
         }
         const back = decodeTransfer(whole!);
         if (typeof back === 'string') throw new Error(back);
-        expect(back.sessions).toEqual(sessions);
-        expect(back.next_session).toBe(count + 1);
+        expect(back.table.next_session).toBe(count + 1);
+        expect(back.table.sessions.map((s) => ({ ...s, buffered: s.buffered.map((b) => ({ ...b, payload: [...b.payload] })) }))).toEqual(
+          sessions.map((s) => ({ ...s, buffered: s.buffered.map((b) => ({ ...b, payload: [...b.payload] })) })),
+        );
         expect(back.snapshot.globals).toEqual({ g0: 1.5, g1: -7n, g2: -0 });
         expect(Object.is(back.snapshot.globals.g2, -0)).toBe(true);
         expect(Buffer.compare(back.snapshot.memory, t.snapshot.memory)).toBe(0);
@@ -213,6 +226,7 @@ describe('transfer pieces', () => {
     expect(assembler.push(Buffer.concat([head(10, 0), Buffer.alloc(4)]))).toBe('more');
     expect(assembler.push(Buffer.concat([head(11, 4), Buffer.alloc(4)]))).toMatch(/says the transfer is 11 bytes, the first said 10/);
     expect(assembler.push(Buffer.concat([head(10, 4), Buffer.alloc(7)]))).toMatch(/runs past the transfer's 10/);
-    expect(decodeTransfer(new Uint8Array(4))).toMatch(/shorter than its header/);
+    expect(decodeTransfer(new Uint8Array(3))).toMatch(/shorter than its header/);
+    expect(decodeTransfer(Buffer.from([9, 0, 0, 0, 1]))).toMatch(/a session table of 9 bytes in 5/);
   });
 });
