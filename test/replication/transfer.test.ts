@@ -96,6 +96,33 @@ describe('a backup joining a lone primary by state transfer', () => {
   });
 });
 
+describe('outputs a client has not acknowledged', () => {
+  it('survive a state transfer: after a failover to the restored backup, the client resumes and gets them', async () => {
+    const { openSession, RawConnection } = await import('../net/support.ts');
+    const { p, a } = await lonePrimary(3);
+    // A client that reads its outputs but never acknowledges them, then goes away.
+    const { raw, welcome } = await openSession(p.clientAddress().port);
+    raw.send({ type: 'request', session: welcome.session, seq: 1, payload: text('SET q 41') });
+    raw.send({ type: 'request', session: welcome.session, seq: 2, payload: text('INCR q') });
+    expect(str((await raw.next('output')).payload)).toBe('OK\n');
+    expect(str((await raw.next('output')).payload)).toBe('VALUE 42\n');
+    raw.destroy();
+    const b2 = await fx.backupOf(p, a, { module: prepared });
+    await until(() => !p.state().solo && p.state().rejoin === undefined && b2.state().synced === true, 'the joining backup to be synced');
+    expect(b2.state().restored_seq).toBeGreaterThan(0);
+    await p.close();
+    expect(await b2.live).toBe(3);
+    // Resuming with nothing acknowledged: the new primary sends both outputs again, from the transferred table.
+    const again = await RawConnection.open(b2.clientAddress().port);
+    fx.cleanup(() => again.destroy());
+    again.send({ type: 'hello', version: 1, session: welcome.session, session_epoch: welcome.session_epoch, last_output_seq: 0 });
+    expect(await again.next('welcome')).toMatchObject({ resumed: true, session: welcome.session });
+    const first = await again.next('output');
+    const second = await again.next('output');
+    expect([first.seq, str(first.payload), second.seq, str(second.payload)]).toEqual([1, 'OK\n', 2, 'VALUE 42\n']);
+  });
+});
+
 describe('a guest that reaches no recv', () => {
   it('gives no snapshot: the joining backup is refused after snapshot_wait_ms, naming why, and the primary goes on alone', async () => {
     const { wat } = await import('../support/wat.ts');
