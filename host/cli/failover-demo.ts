@@ -1,7 +1,8 @@
 // `npm start`: the main job on an embedded default. A primary and a backup of the key-value guest on
 // loopback (file arbiter in a temporary directory), a client load with a progress line, a kill -9 of the
-// primary midway, then the failover time; a new backup joins the survivor and catches up, and the survivor
-// is killed too; then the client's verdict.
+// primary midway, then the failover time; a new backup joins the survivor by state transfer (a snapshot of
+// its guest, then the log after it: every node runs with --state-transfer), and the survivor is killed too;
+// then the client's verdict.
 import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
   const say = (text: string): void => void process.stdout.write(`\r${text.padEnd(40)}\n`);
   try {
     const [clientsP, replication, clientsB, replicationB, clientsC] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-    const common = ['--arbiter', `file:${join(dir, 'arbiter')}`, '--secret-file', join(dir, 'secret')];
+    const common = ['--arbiter', `file:${join(dir, 'arbiter')}`, '--secret-file', join(dir, 'secret'), '--state-transfer'];
     const primary = spawnCli(cli, ['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, ...common]);
     procs.push(primary);
     await until(() => primary.stderr().includes('ready in epoch 1'), 'the primary');
@@ -62,13 +63,15 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
     await until(() => /LIVE as primary in epoch 2/i.test(backup.stderr()), 'the backup to take over');
     const failoverMs = Date.now() - killed;
     say(`backup won epoch 2 from the arbiter and went live ${failoverMs} ms after the kill`);
-    // Act two: protection restored. A new backup joins the survivor, catches up on the whole log while the
-    // load goes on, and the survivor is killed in turn.
+    // Act two: protection restored. A new backup joins the survivor while the load goes on, restored from a
+    // snapshot of the survivor's guest rather than by replaying the whole log, and the survivor is killed in turn.
     const joined = Date.now();
     const third = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replicationB}`, '--clients', `127.0.0.1:${clientsC}`, ...common]);
     procs.push(third);
     await until(() => /protected again in epoch 2/.test(backup.stderr()), 'the new backup to catch up');
-    say(`new backup pid ${third.process.pid} joined the survivor, caught up from seq 1 in ${Date.now() - joined} ms: protected again`);
+    const snapshot = /snapshot of the guest at seq (\d+) \((\d+) bytes/.exec(backup.stderr());
+    const how = snapshot ? `restored from a ${(Number(snapshot[2]) / 1e6).toFixed(2)} MB snapshot at log seq ${snapshot[1]}` : 'caught up';
+    say(`new backup pid ${third.process.pid} joined the survivor, ${how}, in ${Date.now() - joined} ms: protected again`);
     if (progress() < total) {
       const killed2 = Date.now();
       backup.process.kill('SIGKILL');
