@@ -143,3 +143,50 @@ export async function expectSurvivorIsReplay(children: Children, p: CliProcess, 
   console.log(`[e2e]   ${role} final state ${final.hash.slice(0, 16)}… icount ${final.icount}, ${final.lastSeq} log entries: equal to ftwasm replay of its --log`);
   return final;
 }
+
+/**
+ * Two failures in a row (reprotect.test.ts, transfer.test.ts): a primary and a backup b1 that takes new backups
+ * (--replication), a client load of 3 sessions x `requests` INCRs over all three client ports; kill -9 of the
+ * primary once the load is under way, b1 live in epoch 2 and serving new backups. `joinAndFinish` then starts
+ * b2 against b1 (with --log), waits for it to be protected and SYNCED (the caller's `joined` checks come
+ * next), kills b1, and checks the verdict, the three epochs and that b2's final state is a replay of its log.
+ */
+export async function survivorScenario(fx: ReturnType<typeof e2eFixture>, name: string, extra: string[], b1Extra: string[] = [], requests = 600) {
+  const { freePort } = await import('../../host/cli/procs.ts');
+  const [cP, rP, cB1, rB1, cB2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const common = ['--arbiter', `file:${join(fx.dir, 'arbiter')}`, '--secret-file', fx.secret, ...extra, ...nodeTiming];
+  const primary = fx.ftwasm(['primary', kv, '--clients', `127.0.0.1:${cP}`, '--replication', `127.0.0.1:${rP}`, ...common]);
+  await until(() => primary.stderr().includes('primary: ready in epoch 1'), 'the primary to be ready');
+  const b1 = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${rP}`, '--clients', `127.0.0.1:${cB1}`, '--replication', `127.0.0.1:${rB1}`, ...b1Extra, ...common]);
+  await until(() => b1.stderr().includes('connected to the primary'), 'the first backup to connect');
+  const sessions = 3;
+  const servers = [cP, cB1, cB2].map((p) => `127.0.0.1:${p}`).join(',');
+  const load = fx.ftwasm(['load', '--servers', servers, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '3', '--timeout-ms', '40000']);
+  const context = () => `load:\n${load.stderr().slice(-1500)}\nb1:\n${b1.stderr().slice(-2500)}`;
+  await until(() => /load: [2-9]00 responses/.test(load.stderr()), 'the load to be under way');
+  primary.process.kill('SIGKILL');
+  await until(() => b1.stderr().includes('LIVE as primary in epoch 2'), 'the first backup to go live');
+  await until(() => b1.stderr().includes('serving new backups on'), 'the survivor to take new backups');
+
+  return {
+    b1,
+    async joinAndFinish(log: string, joined: (b2: CliProcess) => void, replayArgs: string[] = []): Promise<void> {
+      const b2 = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${rB1}`, '--clients', `127.0.0.1:${cB2}`, '--log', log, ...common]);
+      await until(() => b1.stderr().includes('protected again in epoch 2'), 'the new backup to catch up', 30_000);
+      // b1 notes SYNCED as it sends it; b2 notes it as it reads it, a moment later through another pipe
+      await until(() => /synced with the primary at seq \d+/.test(b2.stderr()), 'the new backup to be told SYNCED');
+      joined(b2);
+      const before = (/load: (\d+) responses/g.exec(load.stderr().split('\n').filter((l) => /load: \d+ responses/.test(l)).at(-1) ?? '') ?? [])[1];
+      expect(Number(before ?? 0)).toBeLessThan(sessions * requests); // the load still runs: the second kill is mid-load
+      b1.process.kill('SIGKILL');
+      await until(() => b2.stderr().includes('LIVE as primary in epoch 3'), 'the new backup to go live');
+      const { code, verdict, line } = await loadVerdict(load, 60_000);
+      expect(code, context()).toBe(0);
+      expect(verdict).toEqual(allAnswered(sessions * requests));
+      const { readdirSync } = await import('node:fs');
+      expect(readdirSync(join(fx.dir, 'arbiter', 'default')).filter((n) => n.startsWith('epoch-')).length).toBe(3);
+      console.log(`[e2e] ${name}: ${line}`);
+      await expectSurvivorIsReplay(fx.children, b2, 'backup', log, () => b2.stderr().slice(-2000), replayArgs);
+    },
+  };
+}
