@@ -22,7 +22,7 @@
 import { freePort, machineFacts, median, quantile } from './common.mjs';
 import { WORKLOADS } from './kv-workloads.mjs';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 
@@ -99,6 +99,30 @@ function cpuSeconds(pid) {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** BENCH_THREADS: CPU seconds per thread of a process so far, by tid (with its name), from /proc. */
+function threadSeconds(pid) {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ');
+      out[tid] = { name, s: (Number(f[11]) + Number(f[12])) / 100 };
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+function threadCores(a, b, seconds) {
+  const rows = [];
+  for (const [tid, t] of Object.entries(b)) {
+    const c = (t.s - (a[tid]?.s ?? 0)) / seconds;
+    if (c >= 0.01) rows.push(`${t.name}#${tid} ${c.toFixed(2)}`);
+  }
+  return rows.join(', ');
+}
+
 let runs = 0;
 async function startNodes(variant, cpus) {
   const dir = join(scratch, `arbiter-${++runs}`);
@@ -132,7 +156,11 @@ async function measure(nodes, workload, seed, cpus) {
     '--sessions', String(SESSIONS), '--window', String(WINDOW), '--warm-ms', String(WARM_MS), '--ms', String(WINDOW_MS), '--latency', String(LATENCY_CALLS),
   ]);
   const pids = { primary: nodes.primary.child.pid, backup: nodes.backup?.child.pid, load: load.child.pid };
-  const sample = () => ({ t: performance.now(), ...Object.fromEntries(Object.entries(pids).filter(([, pid]) => pid).map(([k, pid]) => [k, cpuSeconds(pid)])) });
+  const sample = () => ({
+    t: performance.now(),
+    ...Object.fromEntries(Object.entries(pids).filter(([, pid]) => pid).map(([k, pid]) => [k, cpuSeconds(pid)])),
+    ...(process.env.BENCH_THREADS ? { threads: Object.fromEntries(Object.entries(pids).filter(([k, pid]) => pid && k !== 'load').map(([k, pid]) => [k, threadSeconds(pid)])) } : {}),
+  });
   let m0;
   let m1;
   const t0 = performance.now();
@@ -151,6 +179,7 @@ async function measure(nodes, workload, seed, cpus) {
   const result = JSON.parse(load.out.trim().split('\n').at(-1));
   const s = (m1.t - m0.t) / 1e3;
   const cores = Object.fromEntries(Object.keys(pids).filter((k) => m0[k] !== undefined).map((k) => [k, round3((m1[k] - m0[k]) / s)]));
+  if (m0.threads) for (const k of Object.keys(m0.threads)) console.error(`  threads of the ${k}: ${threadCores(m0.threads[k], m1.threads[k], s)}`);
   return {
     requests_per_s: result.requests_per_s,
     cpu_us_per_request: Object.fromEntries(Object.entries(cores).map(([k, c]) => [k, round1((c * 1e6) / result.requests_per_s)])),
