@@ -85,14 +85,15 @@ export function nodeMetrics(node: MeteredNode, options: NodeMetricsOptions = {})
   gauge('ftwasm_synced', 'Backup: 1 once the primary said SYNCED (it may take over); a backup that joined a node that was alone is 0 while it catches up.', (s) => (s.synced === undefined ? undefined : s.synced ? 1 : 0));
   new Gauge({
     name: 'ftwasm_rejoin',
-    help: 'Primary: a joining backup is being caught up (phase="catching_up") or synced (phase="syncing"): 1 for the current phase, else 0.',
+    help: 'Primary: a joining backup waits for a snapshot of the guest (phase="snapshot", state transfer), is being caught up (phase="catching_up") or synced (phase="syncing"): 1 for the current phase, else 0.',
     labelNames: ['phase'],
     registers,
     collect() {
       const phase = read().state.rejoin;
-      for (const p of ['catching_up', 'syncing'] as const) this.set({ phase: p }, p === phase ? 1 : 0);
+      for (const p of ['snapshot', 'catching_up', 'syncing'] as const) this.set({ phase: p }, p === phase ? 1 : 0);
     },
   });
+  gauge('ftwasm_restored_seq', 'Backup: the log seq of the snapshot it was restored from (state transfer); 0 when it replayed from seq 1.', (s) => s.restored_seq ?? 0);
   const clientGauge = (name: string, help: string, value: (c: ClientStats) => number) =>
     new Gauge({
       name,

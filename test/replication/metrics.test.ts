@@ -71,6 +71,8 @@ describe('metrics', () => {
     expect(bs.get('ftwasm_role{role="backup"}')).toBe(1);
     expect(bs.get('ftwasm_synced')).toBe(1); // a first backup is synced at HELLO
     expect(ps.get('ftwasm_rejoin{phase="catching_up"}')).toBe(0);
+    expect(ps.get('ftwasm_rejoin{phase="snapshot"}')).toBe(0);
+    expect(bs.get('ftwasm_restored_seq')).toBe(0); // it follows from seq 1
     expect(ps.get('ftwasm_epoch')).toBe(1);
     expect(ps.get('ftwasm_outputs_released_total')).toBe(10);
     expect(ps.get('ftwasm_log_last_seq')).toBe(p.state().last_seq);
