@@ -1,10 +1,33 @@
 // `ftwasm inspect <file>`: the entries of a log file as a table, then counts and bytes by kind.
-import { statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 
 import { entryKindName, EntryKind, readLogFile } from '../log/index.ts';
 import type { LogEntry } from '../log/index.ts';
+import { decodeSnapshot, SNAPSHOT_BYTES_MAX } from '../vm/index.ts';
+
+/** The first 4 bytes of a file, as text ('FTWS' starts a snapshot). */
+function magicOf(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    return b.subarray(0, readSync(fd, b, 0, 4, 0)).toString('latin1');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A snapshot file (FILE.snapshot beside a restored backup's log): what it holds. */
+function inspectSnapshot(path: string, out: (s: string) => void): void {
+  const size = statSync(path).size;
+  if (size > SNAPSHOT_BYTES_MAX) throw new Error(`snapshot ${path} of ${size} bytes exceeds SNAPSHOT_BYTES_MAX (${SNAPSHOT_BYTES_MAX})`);
+  const s = decodeSnapshot(readFileSync(path));
+  out(`snapshot ${path}: ${size} bytes, taken at a recv after log seq ${s.lastSeq} (the log goes on from ${s.lastSeq + 1}), icount ${s.icount}`);
+  out(`memory ${s.memory.length} bytes (${s.memory.length / 65536} pages), saved stack ${s.stack.length} bytes, ${Object.keys(s.globals).length} globals, last clock_mono ${s.lastMono}`);
+  for (const [name, value] of Object.entries(s.globals)) out(`  ${name} = ${typeof value === 'bigint' ? `${value} (i64)` : value}`);
+}
 
 export async function inspectCommand(path: string, opts: { limit: string }): Promise<void> {
+  if (magicOf(path) === 'FTWS') return inspectSnapshot(path, (s) => void process.stdout.write(`${s}\n`));
   const contents = await readLogFile(path);
   const { header, entries, frames } = contents;
   const out = (s: string): void => void process.stdout.write(`${s}\n`);

@@ -58,8 +58,8 @@ program
 
 program
   .command('inspect')
-  .description('print a log file: entries, counts and bytes by kind')
-  .argument('<file>', 'log file')
+  .description('print a log file (entries, counts and bytes by kind) or a snapshot file (FILE.snapshot)')
+  .argument('<file>', 'log file or snapshot file')
   .option('--limit <n>', 'entries to list (0: all)', '50')
   .action(inspectCommand);
 

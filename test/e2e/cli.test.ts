@@ -153,5 +153,9 @@ describe('state transfer on the command line', () => {
     const wrong = ftwasm(['replay', join(guests, 'kv.wasm'), '--log', log, '--snapshot', snap]);
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toMatch(/taken after seq 7, but log .* starts at seq 42/);
+    // inspect tells a snapshot file from a log and says what it holds.
+    const seen = ftwasm(['inspect', snap]);
+    expect(seen.code, seen.stderr).toBe(0);
+    expect(seen.stdout).toMatch(/taken at a recv after log seq 7 \(the log goes on from 8\), icount 1\nmemory 65536 bytes \(1 pages\), saved stack 0 bytes, 0 globals/);
   });
 });
