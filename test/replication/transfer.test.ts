@@ -96,6 +96,27 @@ describe('a backup joining a lone primary by state transfer', () => {
   });
 });
 
+describe('a joining backup that goes away', () => {
+  it('during its state transfer leaves the primary alone and serving; the next one joins', async () => {
+    const { p, c, a } = await lonePrimary(100);
+    // Load the guest so the snapshot is several pieces (its memory grows with the values).
+    for (let i = 0; i < 300; i++) await c.call(text(`SET big${i} ${'v'.repeat(4000)}`));
+    const notes: string[] = [];
+    p.on('note', (t) => notes.push(t));
+    const b2 = await fx.backupOf(p, a, { module: prepared });
+    await until(() => notes.some((t) => /snapshot of the guest at seq \d+ \((\d+) bytes/.test(t)), 'the snapshot to be on its way');
+    await b2.close();
+    await until(() => p.state().rejoin === undefined, 'the primary to give up on it');
+    expect(p.state()).toMatchObject({ role: 'primary', solo: true, epoch: 2 });
+    expect(notes.some((t) => /the backup catching up .* went away/.test(t))).toBe(true);
+    for (let i = 101; i <= 110; i++) expect(await incr(c, 'x')).toBe(`VALUE ${i}\n`);
+    const b3 = await fx.backupOf(p, a, { module: prepared });
+    await until(() => b3.state().synced === true && !p.state().solo && p.state().rejoin === undefined, 'the next backup to be synced');
+    for (let i = 111; i <= 115; i++) expect(await incr(c, 'x')).toBe(`VALUE ${i}\n`);
+    expect(b3.state().acked_seq).toBe(p.state().last_seq);
+  });
+});
+
 describe('outputs a client has not acknowledged', () => {
   it('survive a state transfer: after a failover to the restored backup, the client resumes and gets them', async () => {
     const { openSession, RawConnection } = await import('../net/support.ts');
