@@ -80,6 +80,8 @@ program
   .option('--log <file>', 'also write the whole log to this new file, for `ftwasm replay`; on SIGTERM a live node closes its guest\'s input and prints its final state')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
   .option('--state-transfer', 'prepare the guest for snapshots (it must be the same on primary and backup): a backup joining a node that is alone gets a snapshot and the log after it instead of the whole log')
+  .option('--log-segment-mb <n>', 'with --log and --state-transfer: start a new log segment (FILE.1, FILE.2, ..., each after a snapshot in FILE.k.snapshot) once the current one passes n MiB')
+  .option('--log-segments <k>', 'segments kept on disk, the oldest removed (default 3)')
   .action(primaryCommand);
 
 program
@@ -97,6 +99,8 @@ program
   .option('--log <file>', 'also write the whole log (received, then recorded once live) to this new file, for `ftwasm replay`')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
   .option('--state-transfer', 'prepare the guest for snapshots (it must be the same on primary and backup): a backup joining a node that is alone gets a snapshot and the log after it instead of the whole log')
+  .option('--log-segment-mb <n>', 'with --log and --state-transfer: start a new log segment (FILE.1, FILE.2, ..., each after a snapshot in FILE.k.snapshot) once the current one passes n MiB')
+  .option('--log-segments <k>', 'segments kept on disk, the oldest removed (default 3)')
   .option('--replication <host:port>', 'once live, take a new backup here (it catches up from seq 1, then protects this node); keeps the whole log in memory meanwhile')
   .action(backupCommand);
 

@@ -1,10 +1,10 @@
 // `ftwasm primary`, `ftwasm backup` and `ftwasm load`: the replication roles as processes, and a client load
 // that checks exactly-once, in-order delivery across failovers (kv guest, INCR on one key per session).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { openArbiter } from '../arbiter/index.ts';
 import { FtClient, parseAddress } from '../net/index.ts';
 import { FileHistory, LogArchive, nodeMetrics, serveMetrics, startBackup, startPrimary, type Backup, type LogHistory, type Primary } from '../replication/index.ts';
-import type { RunnerResult } from '../vm/index.ts';
+import type { GuestSnapshot, RunnerResult } from '../vm/index.ts';
 import { decodeTransfer } from '../replication/index.ts';
 import { encodeSnapshot } from '../vm/index.ts';
 import { FTWASM_VERSION, loadGuestFor } from './guest.ts';
@@ -19,7 +19,26 @@ interface RoleOptions {
   log?: string;
   metrics?: string;
   stateTransfer?: boolean;
+  logSegmentMb?: string;
+  logSegments?: string;
 }
+
+/** --log-segment-mb / --log-segments: segments need snapshots, so --state-transfer too. */
+function logRotation(opts: RoleOptions): LogRotation | undefined {
+  const mb = intOption(opts.logSegmentMb, 'log-segment-mb');
+  const keep = intOption(opts.logSegments, 'log-segments');
+  if (mb === undefined) {
+    if (keep !== undefined) throw new Error('--log-segments needs --log-segment-mb');
+    return undefined;
+  }
+  if (opts.log === undefined) throw new Error('--log-segment-mb needs --log FILE');
+  if (!opts.stateTransfer) throw new Error('--log-segment-mb needs --state-transfer: each segment starts with a snapshot of the guest');
+  if (mb < 1 || mb > 1024) throw new Error(`--log-segment-mb must be in 1..1024, got ${mb}`);
+  if (keep !== undefined && (keep < 1 || keep > 1000)) throw new Error(`--log-segments must be in 1..1000, got ${keep}`);
+  return { segment_bytes: mb << 20, keep: keep ?? LOG_SEGMENTS_DEFAULT };
+}
+
+export const LOG_SEGMENTS_DEFAULT = 3;
 
 export interface PrimaryCommandOptions extends RoleOptions {
   replication: string;
@@ -59,29 +78,61 @@ function timing(opts: RoleOptions): { heartbeat_interval_ms?: number; heartbeat_
   return { ...(interval !== undefined ? { heartbeat_interval_ms: interval } : {}), ...(timeout !== undefined ? { heartbeat_timeout_ms: timeout } : {}) };
 }
 
+/** `--log-segment-mb` / `--log-segments`: a new segment after this many bytes, and how many are kept. */
+export interface LogRotation {
+  segment_bytes: number;
+  keep: number;
+}
+
+/** Frames held while a rotation waits for its snapshot; past it the rotation is given up (bounded memory). */
+const ROTATION_BUFFER_BYTES_MAX = 64 << 20;
+/** How long a rotation waits for the guest to reach a recv. */
+const ROTATION_WAIT_MS = 10_000;
+
 /**
- * `--log FILE`: the node's whole log as an ftwasm log file, streamed frame by frame (ftwasm replay reads it).
- * A write error stops the archive (the node runs on) and is reported; the final line then says so.
+ * `--log FILE`: the node's log as ftwasm log files, streamed frame by frame (ftwasm replay reads them). A
+ * write error stops the archive (the node runs on) and is reported; the final line then says so.
+ *
+ * With a module prepared for snapshots and `rotation`, the log is cut into segments: once the current one
+ * passes segment_bytes, the node's guest is snapshot at its next recv, the snapshot goes to FILE.k.snapshot
+ * and the log after it to FILE.k (k = 1, 2, ...). Only the newest `keep` segments stay on disk, each one
+ * replayable on its own (`ftwasm replay --snapshot FILE.k.snapshot --log FILE.k`). Frames sealed while the
+ * snapshot is on its way wait in memory (bounded), so each segment ends exactly where its successor's
+ * snapshot was taken.
  */
 class NodeLog {
   private archive: LogArchive | undefined;
   private failure: string | undefined;
+  private segment = 0;
+  private rotating: { frames: Array<{ bytes: Uint8Array; firstSeq: number; lastSeq: number }>; bytes: number; timer: NodeJS.Timeout } | undefined;
+  /** Set once the node runs: a snapshot of its guest, when it may be taken for a rotation now. */
+  private snapshotSource: (() => Promise<GuestSnapshot> | undefined) | undefined;
 
   constructor(
     private readonly role: string,
-    path: string | undefined,
-    moduleHash: Uint8Array,
+    private readonly base: string | undefined,
+    private readonly moduleHash: Uint8Array,
+    private readonly rotation?: LogRotation,
   ) {
-    if (path !== undefined) this.archive = LogArchive.create(path, { moduleHash, ftwasmVersion: FTWASM_VERSION });
+    if (base !== undefined) this.archive = LogArchive.create(base, { moduleHash, ftwasmVersion: FTWASM_VERSION });
   }
 
   get path(): string | undefined {
     return this.archive?.path;
   }
 
-  /** With --log, a joining backup is caught up from this file rather than from a copy of the log in memory. */
-  history(): { history: LogHistory } | Record<string, never> {
-    return this.archive ? { history: new FileHistory(this.archive) } : {};
+  /** With --log (and no state transfer), a joining backup is caught up from this file rather than from a copy of the log in memory. */
+  history(stateTransfer: boolean | undefined): { history: LogHistory } | Record<string, never> {
+    return this.archive && !stateTransfer ? { history: new FileHistory(this.archive) } : {};
+  }
+
+  /** Rotation needs snapshots of the node's guest: `take` gives one, or undefined when none may be taken now. */
+  rotateWith(take: () => Promise<GuestSnapshot> | undefined): void {
+    this.snapshotSource = take;
+  }
+
+  private segmentPath(k: number): string {
+    return k === 0 ? this.base! : `${this.base}.${k}`;
   }
 
   /**
@@ -97,25 +148,97 @@ class NodeLog {
       this.archive.startAt(lastSeq + 1);
       process.stderr.write(`${this.role}: --log ${this.archive.path} starts at seq ${lastSeq + 1}, after the snapshot in ${this.archive.path}.snapshot\n`);
     } catch (error) {
-      this.failure = (error as Error).message;
-      process.stderr.write(`${this.role}: --log ${this.archive.path} stopped: ${this.failure}\n`);
+      this.stop(error as Error);
     }
   };
 
   readonly onLogFrames = (frames: Uint8Array, firstSeq: number, lastSeq: number): void => {
     if (this.archive === undefined || this.failure !== undefined) return;
+    const r = this.rotating;
+    if (r) {
+      r.frames.push({ bytes: frames, firstSeq, lastSeq });
+      r.bytes += frames.length;
+      if (r.bytes > ROTATION_BUFFER_BYTES_MAX) this.giveUpRotation(`more than ${ROTATION_BUFFER_BYTES_MAX} bytes of log came while waiting for the snapshot`);
+      return;
+    }
     try {
       this.archive.append(frames, firstSeq, lastSeq);
     } catch (error) {
-      this.failure = (error as Error).message;
-      process.stderr.write(`${this.role}: --log ${this.archive.path} stopped: ${this.failure}\n`);
+      return this.stop(error as Error);
     }
+    if (this.rotation && this.archive.bytesWritten >= this.rotation.segment_bytes) this.rotate();
   };
+
+  private stop(error: Error): void {
+    this.failure = error.message;
+    process.stderr.write(`${this.role}: --log ${this.archive?.path} stopped: ${this.failure}\n`);
+  }
+
+  private rotate(): void {
+    const taking = this.snapshotSource?.();
+    if (taking === undefined) return; // not now (a backup that is not live): the segment grows on
+    const timer = setTimeout(() => this.giveUpRotation(`the guest reached no recv within ${ROTATION_WAIT_MS} ms`), ROTATION_WAIT_MS);
+    this.rotating = { frames: [], bytes: 0, timer };
+    taking.then(
+      (snapshot) => this.rotated(snapshot),
+      (error: Error) => this.giveUpRotation(error.message),
+    );
+  }
+
+  /** No new segment: the frames held meanwhile go to the current one, which grows on (no rotation again). */
+  private giveUpRotation(why: string): void {
+    const r = this.rotating;
+    if (!r) return;
+    clearTimeout(r.timer);
+    this.rotating = undefined;
+    this.noMoreSegments(why, r.frames);
+  }
+
+  private noMoreSegments(why: string, held: ReadonlyArray<{ bytes: Uint8Array; firstSeq: number; lastSeq: number }>): void {
+    process.stderr.write(`${this.role}: --log: no new segment (${why}); ${this.archive?.path} goes on\n`);
+    this.rotation!.segment_bytes = Number.MAX_SAFE_INTEGER;
+    for (const f of held) this.onLogFrames(f.bytes, f.firstSeq, f.lastSeq);
+  }
+
+  private rotated(snapshot: GuestSnapshot): void {
+    const r = this.rotating;
+    if (!r || this.archive === undefined) return;
+    clearTimeout(r.timer);
+    this.rotating = undefined;
+    const old = this.archive;
+    const mine = r.frames.filter((f) => f.lastSeq <= snapshot.lastSeq);
+    const next = r.frames.filter((f) => f.lastSeq > snapshot.lastSeq);
+    try {
+      for (const f of mine) old.append(f.bytes, f.firstSeq, f.lastSeq);
+      // A snapshot taken where no frame ends (a replaying guest) cannot start a segment.
+      if (old.lastSeq !== snapshot.lastSeq || (next.length > 0 && next[0]!.firstSeq !== snapshot.lastSeq + 1)) {
+        return this.noMoreSegments(`the snapshot at seq ${snapshot.lastSeq} is not at the end of a frame`, next);
+      }
+      old.close();
+      const k = this.segment + 1;
+      const path = this.segmentPath(k);
+      writeFileSync(`${path}.snapshot`, Buffer.concat(encodeSnapshot(snapshot)), { flag: 'wx' });
+      const archive = LogArchive.create(path, { moduleHash: this.moduleHash, ftwasmVersion: FTWASM_VERSION });
+      archive.startAt(snapshot.lastSeq + 1);
+      this.archive = archive;
+      this.segment = k;
+      for (const f of next) archive.append(f.bytes, f.firstSeq, f.lastSeq);
+      const gone = k - this.rotation!.keep;
+      if (gone >= 0) {
+        rmSync(this.segmentPath(gone), { force: true });
+        rmSync(`${this.segmentPath(gone)}.snapshot`, { force: true });
+      }
+      process.stderr.write(`${this.role}: --log segment ${path} from seq ${snapshot.lastSeq + 1}, after the snapshot in ${path}.snapshot${gone >= 0 ? `; removed ${this.segmentPath(gone)}` : ''}\n`);
+    } catch (error) {
+      this.stop(error as Error);
+    }
+  }
 
   /** Closes the file; a description of what it holds, for the final line. */
   close(lastSeq: number | undefined): string {
     const archive = this.archive;
     if (archive === undefined) return '';
+    if (this.rotating) this.giveUpRotation('the node stopped');
     try {
       archive.close();
     } catch (error) {
@@ -193,7 +316,7 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
   const replication = parseAddress(opts.replication);
   const backupWait = intOption(opts.backupWaitMs, 'backup-wait-ms');
   const replayLagMax = intOption(opts.replayLagMsMax, 'replay-lag-ms-max');
-  const log = new NodeLog('primary', opts.log, guest.moduleHash);
+  const log = new NodeLog('primary', opts.log, guest.moduleHash, logRotation(opts));
   const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startPrimary({
     module: guest.module,
@@ -204,10 +327,11 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
     ...timing(opts),
     ...(backupWait !== undefined ? { backup_wait_ms: backupWait } : {}),
     ...(replayLagMax !== undefined ? { replay_lag_ms_max: replayLagMax } : {}),
-    ...log.history(),
+    ...log.history(opts.stateTransfer),
     onEvent: (text) => process.stderr.write(`primary: ${text}\n`),
     onLogFrames: log.onLogFrames,
   });
+  log.rotateWith(() => node.snapshot());
   const c = node.clientAddress();
   const r = node.replicationAddress();
   process.stderr.write(`primary: ready in epoch ${node.state().epoch}, clients ${c.host}:${c.port}, replication ${r.host}:${r.port}, arbiter ${arbiter.where}\n`);
@@ -228,7 +352,7 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
   const primary = parseAddress(opts.primary);
   const connectTimeout = intOption(opts.connectTimeoutMs, 'connect-timeout-ms');
   const replication = opts.replication !== undefined ? parseAddress(opts.replication) : undefined;
-  const log = new NodeLog('backup', opts.log, guest.moduleHash);
+  const log = new NodeLog('backup', opts.log, guest.moduleHash, logRotation(opts));
   const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startBackup({
     module: guest.module,
@@ -238,11 +362,14 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
     primary: { host: primary.host, port: primary.port },
     ...timing(opts),
     ...(connectTimeout !== undefined ? { connect_timeout_ms: connectTimeout } : {}),
-    ...(replication ? { replication: { host: replication.host, port: replication.port }, ...log.history() } : {}),
+    ...(replication ? { replication: { host: replication.host, port: replication.port }, ...log.history(opts.stateTransfer) } : {}),
     onEvent: (text) => process.stderr.write(`backup: ${text}\n`),
     onLogFrames: log.onLogFrames,
     onSnapshot: log.onSnapshot,
   });
+  // A following backup's log is the primary's frames, which a snapshot of its replay need not end: segments
+  // start once it is live and records.
+  log.rotateWith(() => (node.state().role === 'primary' ? node.snapshot() : undefined));
   const c = node.clientAddress();
   process.stderr.write(`backup: ready, following ${opts.primary}, clients ${c.host}:${c.port}, arbiter ${arbiter.where}\n`);
   node.on('live', (epoch) => process.stderr.write(`backup: LIVE as primary in epoch ${epoch}\n`));

@@ -237,6 +237,14 @@ export class Backup extends ReplicaNode {
     if (this.role === 'primary') this.gate.release(Infinity);
   };
 
+  /**
+   * A snapshot of the guest at its next recv (a module prepared for snapshots). Once live, as Primary.snapshot;
+   * while following, at the next recv the log brings it to, which need not end a frame.
+   */
+  snapshot(): Promise<GuestSnapshot> {
+    return this.runner ? this.runner.snapshot() : Promise.reject(new ReplicationError('FTW_REPL_STATE', 'no guest yet'));
+  }
+
   get guestResult(): RunnerResult | undefined {
     return this.result;
   }

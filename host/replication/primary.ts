@@ -404,6 +404,14 @@ export class Primary extends ReplicaNode {
     };
   }
 
+  /**
+   * A snapshot of the guest at its next recv (a module prepared for snapshots): every frame up to its lastSeq
+   * has reached onLogFrames first. For an archive that starts a new segment after it (`ftwasm primary --log`).
+   */
+  snapshot(): Promise<GuestSnapshot> {
+    return this.runner ? this.runner.snapshot() : Promise.reject(new ReplicationError('FTW_REPL_STATE', 'no guest yet'));
+  }
+
   /** The epoch this primary serves now (it moves on when it claims the next one after losing a backup). */
   get currentEpoch(): number {
     return this.epoch;

@@ -99,7 +99,7 @@ export interface GuestCoreOptions {
    * snapshot.lastSeq + 1. The module must be the prepared one the snapshot was taken from.
    */
   restore?: GuestSnapshot;
-  /** Record: a snapshot taken at a recv because World.snapshotWanted() said so; the guest goes on after it. */
+  /** A snapshot taken at a recv because World.snapshotWanted() said so (record, or replay with a world); the guest goes on after it. */
   onSnapshot?: (snapshot: GuestSnapshot) => void;
 }
 
@@ -581,12 +581,14 @@ export class GuestCore {
     if (this.rewinding) this.rewound();
     this.notInHandler('recv');
     this.bytesAt(ptr, cap, 'recv buffer');
+    // A snapshot is taken before anything is read, in either mode (a replaying backup's too: its state at a
+    // recv is the primary's there).
+    if (this.meta.unwind && this.options.world?.snapshotWanted?.()) return this.unwind();
     if (this.mode === 'replay') {
       const e = this.replayed(EntryKind.RECV);
       if (e) return this.deliverRecv(e.payload as Uint8Array | number, ptr, cap, e);
     }
     const world = this.options.world!;
-    if (this.meta.unwind && world.snapshotWanted?.()) return this.unwind();
     const got = world.recv(cap, timeoutMs);
     if (got === RECV_SNAPSHOT) return this.unwind();
     this.append(EntryKind.RECV, got);

@@ -160,8 +160,8 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
   }
 
   /**
-   * Record, with a module prepared by prepareUnwind: a snapshot of the guest at its next recv (at once if it
-   * waits in one). Every frame up to the snapshot's lastSeq is emitted before the promise resolves. A guest
+   * With a module prepared by prepareUnwind: a snapshot of the guest at its next recv (recording: at once if
+   * it waits in one; replaying: at the next recv the log brings it to). Every frame up to the snapshot's lastSeq is emitted before the promise resolves. A guest
    * that calls no recv never gives one: the caller bounds the wait. Asking again while one is pending
    * returns the same promise.
    */

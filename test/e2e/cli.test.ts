@@ -153,6 +153,13 @@ describe('state transfer on the command line', () => {
     const wrong = ftwasm(['replay', join(guests, 'kv.wasm'), '--log', log, '--snapshot', snap]);
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toMatch(/taken after seq 7, but log .* starts at seq 42/);
+    // Log segments start with snapshots: they need --state-transfer (and --log).
+    const common = [join(guests, 'kv.wasm'), '--clients', '127.0.0.1:1', '--replication', '127.0.0.1:2', '--arbiter', `file:${dir}/none`, '--secret-file', `${dir}/none`];
+    const noTransfer = ftwasm(['primary', ...common, '--log', join(dir, 'seg-a.ftwlog'), '--log-segment-mb', '8']);
+    expect(noTransfer.code).not.toBe(0);
+    expect(noTransfer.stderr).toMatch(/--log-segment-mb needs --state-transfer/);
+    expect(existsSync(join(dir, 'seg-a.ftwlog'))).toBe(false);
+    expect(ftwasm(['backup', ...common.filter((a) => a !== '--replication' && a !== '127.0.0.1:2'), '--primary', '127.0.0.1:3', '--state-transfer', '--log-segment-mb', '8']).stderr).toMatch(/--log-segment-mb needs --log FILE/);
     // inspect tells a snapshot file from a log and says what it holds.
     const seen = ftwasm(['inspect', snap]);
     expect(seen.code, seen.stderr).toBe(0);

@@ -120,6 +120,33 @@ describe('snapshots of the kv guest at a recv', () => {
   });
 });
 
+describe('snapshots of a replaying guest', () => {
+  it('taken at recvs of a replay change nothing it replays, and restore to the same end', () => {
+    const script = ['SET a 1', 'INCR a', 'SET b 7', 'INCR a', 'GET b', 'DEL a', 'INCR a'].map((t, i) => message(1 + (i % 2), t));
+    const rec = record(kv, 5, script);
+    // A world that wants a snapshot at the 2nd and 5th recv the replay reaches (replay asks it only that).
+    let calls = 0;
+    const wanted = new Set([2, 5]);
+    const world = Object.assign(new ScriptedWorld(1), { snapshotWanted: () => wanted.delete(++calls) });
+    const snapshots: GuestSnapshot[] = [];
+    const sent: string[] = [];
+    const replaying = new GuestCore({
+      module: kv, mode: 'replay', source: new ArraySource(rec.entries), world,
+      outputs: { send: (s, b, seq) => sent.push(`${seq}:${s}:${Buffer.from(b).toString()}`), log: () => {} },
+      onSnapshot: (s) => snapshots.push(s),
+    });
+    const result = replaying.run();
+    expect(snapshots).toHaveLength(2);
+    expect(sent).toEqual(rec.sent);
+    expect(hex(result.stateHash)).toBe(hex(rec.result.stateHash));
+    for (const snapshot of snapshots) {
+      const restored = replayFrom(kv, roundTrip(snapshot), rec.entries);
+      expect(hex(restored.result.stateHash)).toBe(hex(rec.result.stateHash));
+      expect(restored.sent).toEqual(rec.sent.filter((x) => Number(x.split(':')[0]) > snapshot.lastSeq));
+    }
+  });
+});
+
 describe('snapshots of a hand-written guest with locals live across recv', () => {
   // The count of messages lives in a local of _start and in a global; both must come back.
   const COUNTER = `(module
