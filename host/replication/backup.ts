@@ -80,6 +80,8 @@ export class Backup extends ReplicaNode {
   private transfer = new TransferAssembler();
   /** The seq of the snapshot this backup was restored from (0: it replays from seq 1). */
   private restored_seq = 0;
+  /** The module can be snapshot (prepareUnwind): this backup may be restored from the primary's snapshot. */
+  private readonly unwind: boolean;
   private server!: ClientServer;
   private gate!: OutputGate;
   private feeder!: InputFeeder;
@@ -137,8 +139,8 @@ export class Backup extends ReplicaNode {
     this.payload_max = clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
-    const unwind = readInstrumentMeta(options.module)?.unwind === true;
-    this.history = options.replication ? (options.history ?? defaultHistory(unwind, options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT)) : undefined;
+    this.unwind = readInstrumentMeta(options.module)?.unwind === true;
+    this.history = options.replication ? (options.history ?? defaultHistory(this.unwind, options.history_bytes_max ?? HISTORY_BYTES_MAX_DEFAULT)) : undefined;
   }
 
   /** Keeps a frame chunk for the history (whole frames, in seq order), while it is complete. */
@@ -192,7 +194,7 @@ export class Backup extends ReplicaNode {
 
     // A module that can be snapshot may be restored from one (if this backup joins a lone primary): its guest
     // starts when the first frame or the snapshot comes. Any other starts replaying from seq 1 now.
-    if (readInstrumentMeta(this.options.module)?.unwind !== true) this.ensureRunner();
+    if (!this.unwind) this.ensureRunner();
     this.started_ms = performance.now();
     this.connect();
     this.timer = setInterval(() => this.tick(), this.interval_ms);

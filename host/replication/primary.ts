@@ -788,7 +788,7 @@ export class Primary extends ReplicaNode {
 
   /**
    * The guest's snapshot (every frame up to it was handled already, so the log bookkeeping is at its seq):
-   * sent with each known session's counters, then the frames after it, as the socket drains.
+   * sent with the client server's session table, then the frames after it, as the socket drains.
    */
   private onSnapshot(snapshot: GuestSnapshot): void {
     const peer = this.peer;
