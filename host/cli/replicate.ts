@@ -259,7 +259,7 @@ function waitFor<T>(promise: Promise<T>, timeout_ms: number): Promise<T | 'timeo
 /** `--metrics HOST:PORT`: Prometheus metrics of the node (and of this process) at GET /metrics. */
 async function startMetrics(role: string, node: Primary | Backup, address: string | undefined): Promise<(() => Promise<void>) | undefined> {
   if (address === undefined) return undefined;
-  const at = parseAddress(address);
+  const at = parseAddress(address, { listen: true });
   const server = await serveMetrics(nodeMetrics(node, { processMetrics: true }), { host: at.host, port: at.port });
   const a = server.address();
   process.stderr.write(`${role}: metrics at http://${a.host}:${a.port}/metrics\n`);
@@ -312,8 +312,8 @@ async function runNode(role: string, node: Primary | Backup, log: NodeLog): Prom
 
 export async function primaryCommand(path: string, opts: PrimaryCommandOptions): Promise<void> {
   const guest = await loadGuestFor(path, opts.stateTransfer);
-  const clients = parseAddress(opts.clients);
-  const replication = parseAddress(opts.replication);
+  const clients = parseAddress(opts.clients, { listen: true });
+  const replication = parseAddress(opts.replication, { listen: true });
   const backupWait = intOption(opts.backupWaitMs, 'backup-wait-ms');
   const replayLagMax = intOption(opts.replayLagMsMax, 'replay-lag-ms-max');
   const log = new NodeLog('primary', opts.log, guest.moduleHash, logRotation(opts));
@@ -348,10 +348,10 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
 
 export async function backupCommand(path: string, opts: BackupCommandOptions): Promise<void> {
   const guest = await loadGuestFor(path, opts.stateTransfer);
-  const clients = parseAddress(opts.clients);
+  const clients = parseAddress(opts.clients, { listen: true });
   const primary = parseAddress(opts.primary);
   const connectTimeout = intOption(opts.connectTimeoutMs, 'connect-timeout-ms');
-  const replication = opts.replication !== undefined ? parseAddress(opts.replication) : undefined;
+  const replication = opts.replication !== undefined ? parseAddress(opts.replication, { listen: true }) : undefined;
   const log = new NodeLog('backup', opts.log, guest.moduleHash, logRotation(opts));
   const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startBackup({

@@ -134,10 +134,11 @@ interface Connection {
 }
 
 /** Parses `host:port` or `[v6]:port`. */
-export function parseAddress(text: string): Address {
+export function parseAddress(text: string, options: { listen?: boolean } = {}): Address {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
   const port = match ? Number(match[3]) : NaN;
-  if (!match || port < 1 || port > 65535) throw new NetError('FTW_NET_OPTION', `server address ${JSON.stringify(text)} is not host:port`);
+  // Port 0 only where this side listens: the system picks a free one (the node prints which).
+  if (!match || port < (options.listen ? 0 : 1) || port > 65535) throw new NetError('FTW_NET_OPTION', `${options.listen ? 'listen' : 'server'} address ${JSON.stringify(text)} is not host:port`);
   return { host: (match[1] ?? match[2])!, port, text };
 }
 
@@ -188,7 +189,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     }
     if (!Array.isArray(options.servers) || options.servers.length === 0) throw new NetError('FTW_NET_OPTION', 'option servers needs at least one host:port');
     this.options = resolved;
-    this.addresses = options.servers.map(parseAddress);
+    this.addresses = options.servers.map((s) => parseAddress(s));
     const ticket = options.ticket;
     this.ticket_given = ticket !== undefined;
     if (ticket) {

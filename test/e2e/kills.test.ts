@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
-import { freePort, stopCli } from '../../host/cli/procs.ts';
+import { stopCli } from '../../host/cli/procs.ts';
 import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, expectSurvivorIsReplay, kv, loadVerdict, until } from './support.ts';
 
 const fx = e2eFixture('kills');
@@ -23,29 +23,22 @@ describe('kill -9 of the primary at random moments', () => {
     const random = rng(seed);
     const failovers: number[] = [];
     /**
-     * A primary and its backup on fresh ports. A port freePort found free can be taken by another test's
-     * connection before a node binds it: a node that says EADDRINUSE is started again on new ports (twice at most).
+     * A primary and its backup, each listening on ports the system picks (`:0`) and reading the other's from
+     * its ready line: no port is picked ahead and then taken by another test's connection meanwhile.
      */
-    const startPair = async (run: number, attempt = 0): Promise<{ primary: ReturnType<typeof ftwasm>; backup: ReturnType<typeof ftwasm>; clientsP: number; clientsB: number; logB: string }> => {
-      const runDir = join(fx.dir, `run-${run}-${attempt}`);
+    const startPair = async (run: number): Promise<{ primary: ReturnType<typeof ftwasm>; backup: ReturnType<typeof ftwasm>; clientsP: number; clientsB: number; logB: string }> => {
+      const runDir = join(fx.dir, `run-${run}`);
       mkdirSync(join(runDir, 'arbiter'), { recursive: true });
-      const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
       const arbiter = `file:${join(runDir, 'arbiter')}`;
-      const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
+      const primary = ftwasm(['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
+      const ready = /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/;
+      await until(() => ready.test(primary.stderr()), `run ${run}: the primary to be ready; it said:\n${primary.stderr().slice(-1500)}`);
+      const [, clientsP, replication] = ready.exec(primary.stderr())!;
       const logB = join(runDir, 'backup.ftwlog');
-      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', fx.secret, '--log', logB, ...nodeTiming]);
-      const said = () => `primary said:\n${primary.stderr().slice(-1500)}\nbackup said:\n${backup.stderr().slice(-1500)}`;
-      const busy = () => /EADDRINUSE/.test(primary.stderr() + backup.stderr());
-      try {
-        await until(() => busy() || (primary.stderr().includes('primary: ready in epoch 1') && backup.stderr().includes('connected to the primary')), `run ${run}: the primary to be ready and the backup to connect`);
-      } catch (error) {
-        throw new Error(`${(error as Error).message}\n${said()}`);
-      }
-      if (!busy()) return { primary, backup, clientsP, clientsB, logB };
-      await stopCli(primary);
-      await stopCli(backup);
-      if (attempt >= 2) throw new Error(`run ${run}: ports taken three times over\n${said()}`);
-      return startPair(run, attempt + 1);
+      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', '127.0.0.1:0', '--arbiter', arbiter, '--secret-file', fx.secret, '--log', logB, ...nodeTiming]);
+      const following = /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/;
+      await until(() => following.test(backup.stderr()) && backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect; it said:\n${backup.stderr().slice(-1500)}`);
+      return { primary, backup, clientsP: Number(clientsP), clientsB: Number(following.exec(backup.stderr())![1]), logB };
     };
     for (let run = 0; run < RUNS; run++) {
       const { primary, backup, clientsP, clientsB, logB } = await startPair(run);
