@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { instrument, prepareUnwind, InstrumentError } from '../../host/instrument/index.ts';
+import { EntryKind } from '../../host/log/index.ts';
 import type { LogEntry } from '../../host/log/index.ts';
 import { GuestCore } from '../../host/vm/core.ts';
 import { VmStateError } from '../../host/vm/errors.ts';
@@ -20,8 +21,8 @@ const kv = new WebAssembly.Module(instrument(await prepareUnwind(kvBytes)));
 /** A ScriptedWorld that asks for a snapshot when `at` messages have been taken (and again at each of `more`). */
 class SnapshotWorld extends ScriptedWorld {
   private taken = 0;
-  constructor(seed: number, messages: Uint8Array[], private readonly at: ReadonlySet<number>) {
-    super(seed, messages);
+  constructor(seed: number, messages: Uint8Array[], private readonly at: ReadonlySet<number>, interruptAt?: ReadonlySet<number>) {
+    super(seed, messages, interruptAt);
   }
   snapshotWanted(): boolean {
     return this.at.has(this.taken);
@@ -143,6 +144,42 @@ describe('snapshots of a replaying guest', () => {
       const restored = replayFrom(kv, roundTrip(snapshot), rec.entries);
       expect(hex(restored.result.stateHash)).toBe(hex(rec.result.stateHash));
       expect(restored.sent).toEqual(rec.sent.filter((x) => Number(x.split(':')[0]) > snapshot.lastSeq));
+    }
+  });
+});
+
+describe('snapshots of a guest driven by interrupts', () => {
+  it('the ticker guest: snapshots at its recvs between timer interrupts change nothing, and each restores to the same end', async () => {
+    const ticker = new WebAssembly.Module(instrument(await prepareUnwind(readFileSync(new URL('../../build/guest/ticker.wasm', import.meta.url)))));
+    const script = ['a', 'b', 'c', 'd'].map((t, i) => message(1 + i, t));
+    // Interrupts at many check-ins; snapshots at the recvs after the 1st and 3rd message.
+    const interrupts = new Set(Array.from({ length: 40 }, (_, i) => 3 + i * 7));
+    const run = (at: number[]) => {
+      const world = new SnapshotWorld(11, script.slice(), new Set(at), interrupts);
+      const sink = new MemorySink();
+      const snapshots: GuestSnapshot[] = [];
+      const sent: string[] = [];
+      const core = new GuestCore({
+        module: ticker, mode: 'record', world, sink, sliceInstructions: 20_000n,
+        outputs: { send: (s, b, seq) => sent.push(`${seq}:${s}:${Buffer.from(b).toString()}`), log: () => {} },
+        onSnapshot: (snap) => {
+          snapshots.push(snap);
+          world.done(at.find((n) => (world as unknown as { taken: number }).taken === n)!);
+        },
+      });
+      return { result: core.run(), entries: sink.entries, snapshots, sent };
+    };
+    const plain = run([]);
+    const taken = run([1, 3]);
+    expect(taken.snapshots).toHaveLength(2);
+    expect(taken.entries.filter((e) => e.kind === EntryKind.INTERRUPT).length).toBeGreaterThan(5);
+    expect(taken.entries).toEqual(plain.entries);
+    expect(hex(taken.result.stateHash)).toBe(hex(plain.result.stateHash));
+    for (const snapshot of taken.snapshots) {
+      const restored = replayFrom(ticker, roundTrip(snapshot), taken.entries);
+      expect(restored.result.exit).toBe('returned');
+      expect(hex(restored.result.stateHash)).toBe(hex(plain.result.stateHash));
+      expect(restored.sent).toEqual(plain.sent.filter((x) => Number(x.split(':')[0]) > snapshot.lastSeq));
     }
   });
 });
