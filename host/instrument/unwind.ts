@@ -8,7 +8,7 @@
 // the same prepared module counts the same instructions. Binaryen's output depends only on its input and
 // version (pinned in package-lock.json): the primary and every backup must run the same prepared bytes.
 import { InstrumentError } from './errors.ts';
-import { MODULE_BYTES_MAX, META_SECTION, UNWIND_EXPORTS } from './instrument.ts';
+import { instrument, MODULE_BYTES_MAX, META_SECTION, UNWIND_EXPORTS } from './instrument.ts';
 
 /** The only import a guest's stack is unwound at. */
 export const UNWIND_IMPORT = 'ft.recv';
@@ -35,6 +35,9 @@ export async function prepareUnwind(bytes: Uint8Array): Promise<Uint8Array> {
   if (!WebAssembly.Module.imports(module).some((i) => i.kind === 'function' && `${i.module}.${i.name}` === UNWIND_IMPORT)) {
     throw new InstrumentError('FTW_UNWIND', `module does not import ${UNWIND_IMPORT}: there is nowhere to take a snapshot`, -1);
   }
+  // The meter must take the module anyway: what it refuses (exceptions, shared memory, ...) is refused here
+  // first, with its named error, before Binaryen sees a feature it was not told to allow.
+  instrument(bytes);
   const { default: binaryen } = await import('binaryen');
   const F = binaryen.Features;
   // What V8 in Node 20 runs, and no more: Binaryen must not write newer encodings.

@@ -244,6 +244,10 @@ describe('bad snapshots and modules are named', () => {
     await expect(prepareUnwind(noRecv)).rejects.toMatchObject({ code: 'FTW_UNWIND', message: expect.stringMatching(/ft\.recv/) });
     await expect(prepareUnwind(new Uint8Array([0, 97, 115, 109, 9]))).rejects.toBeInstanceOf(InstrumentError);
     await expect(prepareUnwind(await prepareUnwind(kvBytes))).rejects.toMatchObject({ code: 'FTW_UNWIND' });
+    // What the meter refuses is refused first, by name (here exception handling), before Binaryen sees it.
+    const eh = await wat(`(module (import "ft" "recv" (func $recv (param i32 i32 i32) (result i32))) (tag $e) (memory (export "memory") 1)
+      (func (export "_start") (try (do (drop (call $recv (i32.const 0) (i32.const 16) (i32.const 0))) (throw $e)) (catch $e))))`, { exceptions: true });
+    await expect(prepareUnwind(eh)).rejects.toMatchObject({ code: 'FTW_UNSUPPORTED' });
   });
 
   it('the prepared module says so in its meta, and only it', () => {
