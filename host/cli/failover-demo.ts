@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { guestDir } from './demo.ts';
-import { freePort, spawnCli, stopCli, until as untilMs, type CliProcess } from './procs.ts';
+import { freePort, portsFrom as portsFromMs, spawnCli, stopCli, until as untilMs, type CliProcess } from './procs.ts';
 
 
 const STEP_MS_MAX = 20_000;
@@ -24,6 +24,8 @@ function cliPath(): string {
   throw new Error('dist/cli.js not found: run npm install');
 }
 
+const portsFrom = (p: CliProcess, pattern: RegExp, what: string): Promise<number[]> => portsFromMs(p, pattern, what, STEP_MS_MAX);
+
 export async function failoverDemoCommand(opts: { sessions: string; requests: string }): Promise<void> {
   const cli = cliPath();
   const kv = join(guestDir(), 'kv.wasm');
@@ -34,14 +36,17 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
   // Each line overwrites the progress line (a terminal shows one moving counter).
   const say = (text: string): void => void process.stdout.write(`\r${text.padEnd(40)}\n`);
   try {
-    const [clientsP, replication, clientsB, replicationB, clientsC] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    // Nodes listen on ports the system picks (:0) and name them in their ready lines. Only the third node's
+    // client port is picked ahead: the client load needs every address from the start.
+    const clientsC = await freePort();
     const common = ['--arbiter', `file:${join(dir, 'arbiter')}`, '--secret-file', join(dir, 'secret'), '--state-transfer'];
-    const primary = spawnCli(cli, ['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, ...common]);
+    const primary = spawnCli(cli, ['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...common]);
     procs.push(primary);
-    await until(() => primary.stderr().includes('ready in epoch 1'), 'the primary');
+    const [clientsP, replication] = await portsFrom(primary, /ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/, 'the primary');
     say(`primary  pid ${primary.process.pid}: kv guest, clients 127.0.0.1:${clientsP}, epoch 1`);
-    const backup = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--replication', `127.0.0.1:${replicationB}`, ...common]);
+    const backup = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...common]);
     procs.push(backup);
+    const [clientsB] = await portsFrom(backup, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, 'the backup');
     await until(() => backup.stderr().includes('connected to the primary'), 'the backup');
     say(`backup   pid ${backup.process.pid}: replaying the primary's log, clients 127.0.0.1:${clientsB}`);
     const sessions = Number(opts.sessions);
@@ -65,6 +70,7 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
     say(`backup won epoch 2 from the arbiter and went live ${failoverMs} ms after the kill`);
     // Act two: protection restored. A new backup joins the survivor while the load goes on, restored from a
     // snapshot of the survivor's guest rather than by replaying the whole log, and the survivor is killed in turn.
+    const [replicationB] = await portsFrom(backup, /serving new backups on 127\.0\.0\.1:(\d+)/, 'the survivor to take new backups');
     const joined = Date.now();
     const third = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replicationB}`, '--clients', `127.0.0.1:${clientsC}`, ...common]);
     procs.push(third);

@@ -48,3 +48,9 @@ export async function stopCli(p: CliProcess, wait_ms = 5_000): Promise<void> {
   await Promise.race([p.exited, new Promise((r) => (timer = setTimeout(r, wait_ms)))]);
   clearTimeout(timer);
 }
+
+/** The ports a node named on its stderr (the groups of `pattern`, e.g. from its ready line), once it did. */
+export async function portsFrom(p: CliProcess, pattern: RegExp, what: string, timeout_ms: number): Promise<number[]> {
+  await until(() => pattern.test(p.stderr()), `${what}; it said:\n${p.stderr().slice(-1500)}`, timeout_ms);
+  return pattern.exec(p.stderr())!.slice(1).map(Number);
+}

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
 import { stopCli } from '../../host/cli/procs.ts';
-import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, expectSurvivorIsReplay, kv, loadVerdict, until } from './support.ts';
+import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, expectSurvivorIsReplay, kv, loadVerdict, portsFrom, until } from './support.ts';
 
 const fx = e2eFixture('kills');
 const ftwasm = fx.ftwasm;
@@ -31,14 +31,12 @@ describe('kill -9 of the primary at random moments', () => {
       mkdirSync(join(runDir, 'arbiter'), { recursive: true });
       const arbiter = `file:${join(runDir, 'arbiter')}`;
       const primary = ftwasm(['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
-      const ready = /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/;
-      await until(() => ready.test(primary.stderr()), `run ${run}: the primary to be ready; it said:\n${primary.stderr().slice(-1500)}`);
-      const [, clientsP, replication] = ready.exec(primary.stderr())!;
+      const [clientsP, replication] = await portsFrom(primary, /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/, `run ${run}: the primary to be ready`);
       const logB = join(runDir, 'backup.ftwlog');
       const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', '127.0.0.1:0', '--arbiter', arbiter, '--secret-file', fx.secret, '--log', logB, ...nodeTiming]);
-      const following = /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/;
-      await until(() => following.test(backup.stderr()) && backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect; it said:\n${backup.stderr().slice(-1500)}`);
-      return { primary, backup, clientsP: Number(clientsP), clientsB: Number(following.exec(backup.stderr())![1]), logB };
+      const [clientsB] = await portsFrom(backup, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, `run ${run}: the backup to start`);
+      await until(() => backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect; it said:\n${backup.stderr().slice(-1500)}`);
+      return { primary, backup, clientsP: clientsP!, clientsB: clientsB!, logB };
     };
     for (let run = 0; run < RUNS; run++) {
       const { primary, backup, clientsP, clientsB, logB } = await startPair(run);

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
-import { spawnCli, stopCli, until as untilMs, type CliProcess } from '../../host/cli/procs.ts';
+import { portsFrom as portsFromMs, spawnCli, stopCli, until as untilMs, type CliProcess } from '../../host/cli/procs.ts';
 
 export const root = new URL('../..', import.meta.url).pathname;
 export const cli = join(root, 'dist/cli.js');
@@ -144,6 +144,9 @@ export async function expectSurvivorIsReplay(children: Children, p: CliProcess, 
   return final;
 }
 
+/** The ports a node named on its stderr (host/cli/procs.ts portsFrom, bounded by WAIT_MS_MAX). */
+export const portsFrom = (p: CliProcess, pattern: RegExp, what: string): Promise<number[]> => portsFromMs(p, pattern, what, WAIT_MS_MAX);
+
 /**
  * Two failures in a row (reprotect.test.ts, transfer.test.ts): a primary and a backup b1 that takes new backups
  * (--replication), a client load of 3 sessions x `requests` INCRs over all three client ports; kill -9 of the
@@ -152,12 +155,15 @@ export async function expectSurvivorIsReplay(children: Children, p: CliProcess, 
  * next), kills b1, and checks the verdict, the three epochs and that b2's final state is a replay of its log.
  */
 export async function survivorScenario(fx: ReturnType<typeof e2eFixture>, name: string, extra: string[], b1Extra: string[] = [], requests = 600) {
+  // The nodes listen on ports the system picks and name them; only b2's client port is picked ahead (the
+  // load needs every address from the start).
   const { freePort } = await import('../../host/cli/procs.ts');
-  const [cP, rP, cB1, rB1, cB2] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const cB2 = await freePort();
   const common = ['--arbiter', `file:${join(fx.dir, 'arbiter')}`, '--secret-file', fx.secret, ...extra, ...nodeTiming];
-  const primary = fx.ftwasm(['primary', kv, '--clients', `127.0.0.1:${cP}`, '--replication', `127.0.0.1:${rP}`, ...common]);
-  await until(() => primary.stderr().includes('primary: ready in epoch 1'), 'the primary to be ready');
-  const b1 = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${rP}`, '--clients', `127.0.0.1:${cB1}`, '--replication', `127.0.0.1:${rB1}`, ...b1Extra, ...common]);
+  const primary = fx.ftwasm(['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...common]);
+  const [cP, rP] = await portsFrom(primary, /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/, 'the primary to be ready');
+  const b1 = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${rP}`, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...b1Extra, ...common]);
+  const [cB1] = await portsFrom(b1, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, 'the first backup to start');
   await until(() => b1.stderr().includes('connected to the primary'), 'the first backup to connect');
   const sessions = 3;
   const servers = [cP, cB1, cB2].map((p) => `127.0.0.1:${p}`).join(',');
@@ -166,7 +172,7 @@ export async function survivorScenario(fx: ReturnType<typeof e2eFixture>, name: 
   await until(() => /load: [2-9]00 responses/.test(load.stderr()), 'the load to be under way');
   primary.process.kill('SIGKILL');
   await until(() => b1.stderr().includes('LIVE as primary in epoch 2'), 'the first backup to go live');
-  await until(() => b1.stderr().includes('serving new backups on'), 'the survivor to take new backups');
+  const [rB1] = await portsFrom(b1, /serving new backups on 127\.0\.0\.1:(\d+)/, 'the survivor to take new backups');
 
   return {
     b1,
