@@ -4,20 +4,15 @@
 import { describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../../host/cli/procs.ts';
-import { e2eFixture, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, until } from './support.ts';
+import { e2eFixture, nodeTiming, allAnswered, exitWithin, loadVerdict, startNodes, until } from './support.ts';
 
 const fx = e2eFixture('failover', { arbiterDir: true });
 const ftwasm = fx.ftwasm;
 
 describe('failover across real processes', () => {
   it('kill -9 of the primary midway: the backup goes live in epoch 2 and the load sees every reply exactly once, in order', async () => {
-    const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
-    const arbiter = `file:${join(fx.dir, 'arbiter')}`;
-    const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
-    await until(() => primary.stderr().includes('primary: ready in epoch 1'), 'the primary to be ready');
-    const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', `127.0.0.1:${clientsB}`, '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
-    await until(() => backup.stderr().includes('connected to the primary'), 'the backup to connect');
+    const common = ['--arbiter', `file:${join(fx.dir, 'arbiter')}`, '--secret-file', fx.secret, ...nodeTiming];
+    const { primary, backup, clientsP, clientsB } = await startNodes(fx, { common });
 
     const sessions = 4;
     const requests = 400;

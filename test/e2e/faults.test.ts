@@ -9,10 +9,10 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
 import { ETCD_PRESENT, etcdForTests, type EtcdForTests } from '../arbiter/etcd-server.ts';
-import { freePort, stopCli, type CliProcess } from '../../host/cli/procs.ts';
+import { stopCli, type CliProcess } from '../../host/cli/procs.ts';
 import { decodeFileHeader } from '../../host/log/index.ts';
 import { startProxy, type Proxy } from './proxy.ts';
-import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, exitWithin, kv, loadVerdict, until, expectSurvivorIsReplay, replayOf, stopSurvivor } from './support.ts';
+import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, exitWithin, loadVerdict, startNodes, until, expectSurvivorIsReplay, replayOf, stopSurvivor } from './support.ts';
 
 const EXIT_WAIT_MS = 15_000;
 const LOAD_WAIT_MS = 45_000;
@@ -54,20 +54,23 @@ interface Pair {
 async function startPair(arbiter: string, options: { deployment?: string; proxy?: 'forward' | 'keep-open' } = {}): Promise<Pair> {
   const runDir = join(fx.dir, `run-${++runs}`);
   mkdirSync(runDir);
-  const [clientsP, replication, clientsB] = [await freePort(), await freePort(), await freePort()];
   const common = ['--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming, ...(options.deployment ? ['--deployment', options.deployment] : [])];
   const logP = join(runDir, 'primary.ftlog');
   const logB = join(runDir, 'backup.ftlog');
-  const primary = ftwasm(['primary', kv, '--clients', `127.0.0.1:${clientsP}`, '--replication', `127.0.0.1:${replication}`, '--log', logP, ...common]);
-  await until(() => primary.stderr().includes('primary: ready in epoch 1'), `the primary to be ready; it said:\n${primary.stderr()}`);
   let proxy: Proxy | undefined;
-  if (options.proxy) {
-    proxy = await startProxy({ host: '127.0.0.1', port: replication }, { keepOpen: options.proxy === 'keep-open' });
-    proxies.push(proxy);
-  }
-  const via = proxy ? proxy.port : replication;
-  const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${via}`, '--clients', `127.0.0.1:${clientsB}`, '--log', logB, ...common]);
-  await until(() => backup.stderr().includes('connected to the primary'), `the backup to connect; it said:\n${backup.stderr()}`);
+  const { primary, backup, clientsP, clientsB } = await startNodes(fx, {
+    common, primaryArgs: ['--log', logP], backupArgs: ['--log', logB],
+    // The backup reaches the primary through a proxy, if asked.
+    ...(options.proxy
+      ? {
+          via: async (replication: number) => {
+            proxy = await startProxy({ host: '127.0.0.1', port: replication }, { keepOpen: options.proxy === 'keep-open' });
+            proxies.push(proxy);
+            return proxy.port;
+          },
+        }
+      : {}),
+  });
   const describe = (): string => `primary said:\n${primary.stderr().slice(-3000)}\nbackup said:\n${backup.stderr().slice(-3000)}`;
   return { primary, backup, logP, logB, servers: `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, ...(proxy ? { proxy } : {}), describe };
 }

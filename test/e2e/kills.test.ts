@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rng } from '../net/support.ts';
 import { stopCli } from '../../host/cli/procs.ts';
-import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, expectSurvivorIsReplay, kv, loadVerdict, portsFrom, until } from './support.ts';
+import { e2eFixture, NODE_TIMEOUT_MS, nodeTiming, allAnswered, expectSurvivorIsReplay, loadVerdict, startNodes, until } from './support.ts';
 
 const fx = e2eFixture('kills');
 const ftwasm = fx.ftwasm;
@@ -22,24 +22,16 @@ describe('kill -9 of the primary at random moments', () => {
     console.log(`[kills] seed ${seed} (rerun with FTWASM_SEED=${seed})`);
     const random = rng(seed);
     const failovers: number[] = [];
-    /**
-     * A primary and its backup, each listening on ports the system picks (`:0`) and reading the other's from
-     * its ready line: no port is picked ahead and then taken by another test's connection meanwhile.
-     */
-    const startPair = async (run: number): Promise<{ primary: ReturnType<typeof ftwasm>; backup: ReturnType<typeof ftwasm>; clientsP: number; clientsB: number; logB: string }> => {
+    /** A primary and its backup on ports the system picks (support.ts startNodes), the backup writing --log. */
+    const startRun = async (run: number) => {
       const runDir = join(fx.dir, `run-${run}`);
       mkdirSync(join(runDir, 'arbiter'), { recursive: true });
-      const arbiter = `file:${join(runDir, 'arbiter')}`;
-      const primary = ftwasm(['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', '--arbiter', arbiter, '--secret-file', fx.secret, ...nodeTiming]);
-      const [clientsP, replication] = await portsFrom(primary, /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/, `run ${run}: the primary to be ready`);
       const logB = join(runDir, 'backup.ftwlog');
-      const backup = ftwasm(['backup', kv, '--primary', `127.0.0.1:${replication}`, '--clients', '127.0.0.1:0', '--arbiter', arbiter, '--secret-file', fx.secret, '--log', logB, ...nodeTiming]);
-      const [clientsB] = await portsFrom(backup, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, `run ${run}: the backup to start`);
-      await until(() => backup.stderr().includes('connected to the primary'), `run ${run}: the backup to connect; it said:\n${backup.stderr().slice(-1500)}`);
-      return { primary, backup, clientsP: clientsP!, clientsB: clientsB!, logB };
+      const common = ['--arbiter', `file:${join(runDir, 'arbiter')}`, '--secret-file', fx.secret, ...nodeTiming];
+      return { ...(await startNodes(fx, { common, backupArgs: ['--log', logB], what: `run ${run}` })), logB };
     };
     for (let run = 0; run < RUNS; run++) {
-      const { primary, backup, clientsP, clientsB, logB } = await startPair(run);
+      const { primary, backup, clientsP, clientsB, logB } = await startRun(run);
       try {
         const load = ftwasm(['load', '--servers', `127.0.0.1:${clientsP},127.0.0.1:${clientsB}`, '--sessions', String(SESSIONS), '--requests', String(REQUESTS), '--interval-ms', '2', '--timeout-ms', '30000']);
         // The moment: after 0..500 replies (in hundreds, as the load reports them), plus 0..20 ms.

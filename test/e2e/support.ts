@@ -148,6 +148,24 @@ export async function expectSurvivorIsReplay(children: Children, p: CliProcess, 
 export const portsFrom = (p: CliProcess, pattern: RegExp, what: string): Promise<number[]> => portsFromMs(p, pattern, what, WAIT_MS_MAX);
 
 /**
+ * `ftwasm primary` and `ftwasm backup` of the kv guest on ports the system picks (`:0`, read back from their
+ * ready lines), the backup connected. `via` may put something between them (a proxy to the replication port).
+ */
+export async function startNodes(
+  fx: ReturnType<typeof e2eFixture>,
+  options: { common: string[]; primaryArgs?: string[]; backupArgs?: string[]; via?: (replication: number) => Promise<number>; what?: string },
+): Promise<{ primary: CliProcess; backup: CliProcess; clientsP: number; replication: number; clientsB: number }> {
+  const what = options.what ? `${options.what}: ` : '';
+  const primary = fx.ftwasm(['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...(options.primaryArgs ?? []), ...options.common]);
+  const [clientsP, replication] = await portsFrom(primary, /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/, `${what}the primary to be ready`);
+  const target = options.via ? await options.via(replication!) : replication!;
+  const backup = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${target}`, '--clients', '127.0.0.1:0', ...(options.backupArgs ?? []), ...options.common]);
+  const [clientsB] = await portsFrom(backup, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, `${what}the backup to start`);
+  await until(() => backup.stderr().includes('connected to the primary'), `${what}the backup to connect; it said:\n${backup.stderr().slice(-1500)}`);
+  return { primary, backup, clientsP: clientsP!, replication: replication!, clientsB: clientsB! };
+}
+
+/**
  * Two failures in a row (reprotect.test.ts, transfer.test.ts): a primary and a backup b1 that takes new backups
  * (--replication), a client load of 3 sessions x `requests` INCRs over all three client ports; kill -9 of the
  * primary once the load is under way, b1 live in epoch 2 and serving new backups. `joinAndFinish` then starts
@@ -160,11 +178,7 @@ export async function survivorScenario(fx: ReturnType<typeof e2eFixture>, name: 
   const { freePort } = await import('../../host/cli/procs.ts');
   const cB2 = await freePort();
   const common = ['--arbiter', `file:${join(fx.dir, 'arbiter')}`, '--secret-file', fx.secret, ...extra, ...nodeTiming];
-  const primary = fx.ftwasm(['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...common]);
-  const [cP, rP] = await portsFrom(primary, /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+), replication 127\.0\.0\.1:(\d+)/, 'the primary to be ready');
-  const b1 = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${rP}`, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...b1Extra, ...common]);
-  const [cB1] = await portsFrom(b1, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, 'the first backup to start');
-  await until(() => b1.stderr().includes('connected to the primary'), 'the first backup to connect');
+  const { primary, backup: b1, clientsP: cP, clientsB: cB1 } = await startNodes(fx, { common, backupArgs: ['--replication', '127.0.0.1:0', ...b1Extra] });
   const sessions = 3;
   const servers = [cP, cB1, cB2].map((p) => `127.0.0.1:${p}`).join(',');
   const load = fx.ftwasm(['load', '--servers', servers, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '3', '--timeout-ms', '40000']);
