@@ -43,7 +43,8 @@ export interface BackupOptions extends ReplicaOptions {
   /**
    * This backup was restored from the primary's snapshot (state transfer, docs/SNAPSHOT.md): the transfer's
    * bytes and the seq it was taken at. Called before any frame after it reaches onLogFrames (which then
-   * starts at lastSeq + 1): an archive keeps the snapshot beside its log.
+   * starts at lastSeq + 1): an archive keeps the snapshot beside its log. The bytes are lent for the call
+   * only (their buffer then moves to the guest's worker): copy them to keep them.
    */
   onSnapshot?: (transfer: Uint8Array, lastSeq: number) => void;
   /**
@@ -201,11 +202,11 @@ export class Backup extends ReplicaNode {
   }
 
   /** The replaying guest, started from seq 1 or from a snapshot (restore). */
-  private ensureRunner(restore?: GuestSnapshot): GuestRunner {
+  private ensureRunner(restore?: GuestSnapshot, restoreTransfer = false): GuestRunner {
     if (this.runner) return this.runner;
     const runner = new GuestRunner({
       module: this.options.module, mode: 'replay', atLogEnd: 'go-live', streamFrames: true, messageBytesMax: this.payload_max,
-      ...(restore ? { restore } : {}),
+      ...(restore ? { restore, restoreTransfer } : {}),
     });
     this.runner = runner;
     this.live_seq = new Promise<number>((resolve) => runner.once('live', resolve));
@@ -431,6 +432,7 @@ export class Backup extends ReplicaNode {
     const t = decodeTransfer(whole);
     if (typeof t === 'string') return fail(t);
     const seq = t.snapshot.lastSeq;
+    const bytes = whole.length;
     try {
       this.server.restore(t.table); // checked there, field by field
     } catch (error) {
@@ -442,10 +444,12 @@ export class Backup extends ReplicaNode {
     this.gate.startAt(seq, sessions);
     this.received_seq = this.pushed_seq = this.released_seq = this.restored_seq = seq;
     this.options.onSnapshot?.(whole, seq);
-    this.ensureRunner(t.snapshot);
+    // The transfer's buffer is this backup's alone (made for it, used no more): the guest's memory moves to
+    // the worker instead of being copied, when the buffer is its own and not a slice of a shared pool.
+    this.ensureRunner(t.snapshot, whole.byteOffset === 0 && whole.byteLength === whole.buffer.byteLength);
     this.applyForgets(seq);
     this.ack_pending = true; // the primary learns this backup holds the log up to the snapshot
-    this.note(`restored from the primary's snapshot at seq ${seq} (${whole.length} bytes, ${sessions.length} sessions)`);
+    this.note(`restored from the primary's snapshot at seq ${seq} (${bytes} bytes, ${sessions.length} sessions)`);
   }
 
   private onFrames(peer: LogPeer, bytes: Uint8Array): void {

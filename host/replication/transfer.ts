@@ -20,7 +20,9 @@ export const TRANSFER_TABLE_BYTES_MAX = 256 << 20;
 export const TRANSFER_BYTES_MAX = SNAPSHOT_BYTES_MAX + 4 + TRANSFER_TABLE_BYTES_MAX;
 const CHUNK_HEAD_BYTES = 16;
 const packr = new Packr({ useRecords: false });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+// copyBuffers: buffered outputs get bytes of their own, not views of the transfer (whose buffer a backup
+// hands on to its guest's worker).
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: true });
 
 /** The transfer as parts (the snapshot's memory is not copied): table length u32, the table in msgpack, the snapshot. */
 export function encodeTransfer(t: Transfer): Uint8Array[] {

@@ -35,6 +35,12 @@ export interface GuestRunnerOptions {
   messageBytesMax?: number;
   /** Start from a snapshot (GuestCoreOptions.restore): replay takes the log from snapshot.lastSeq + 1. */
   restore?: GuestSnapshot;
+  /**
+   * Hand the whole buffer under `restore.memory` to the worker instead of copying it: one copy of the guest's
+   * memory less, and every view of that buffer here is detached afterwards. Only for a buffer that holds
+   * nothing else the caller still uses.
+   */
+  restoreTransfer?: boolean;
 }
 
 export interface RunnerResult {
@@ -119,7 +125,9 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
       ...(options.restore ? { restore: options.restore } : {}),
     };
     this.unwind = readInstrumentMeta(options.module)?.unwind === true;
-    this.worker = new Worker(workerPath(), { workerData: init });
+    const memory = options.restore?.memory;
+    const transfer = options.restoreTransfer && memory && memory.buffer instanceof ArrayBuffer;
+    this.worker = new Worker(workerPath(), { workerData: init, ...(transfer ? { transferList: [memory.buffer as ArrayBuffer] } : {}) });
     this.done = new Promise<RunnerResult>((resolve, reject) => {
       this.worker.on('message', (m: WorkerMessage) => {
         if (m.t === 'frame' || m.t === 'send' || m.t === 'sends' || m.t === 'log') {

@@ -40,10 +40,14 @@ describe('a backup joining a lone primary by state transfer', () => {
     p.on('note', (t) => notes.push(t));
     const frames: Uint8Array[] = [];
     let transfer: Uint8Array | undefined;
+    let lent: Uint8Array | undefined;
     const b2: Backup = await fx.backupOf(p, a, {
       module: prepared, clients: { port: b2port },
       onLogFrames: (bytes) => frames.push(bytes),
-      onSnapshot: (bytes) => (transfer = bytes.slice()),
+      onSnapshot: (bytes) => {
+        transfer = new Uint8Array(bytes); // a copy: the bytes are lent for the call only
+        lent = bytes;
+      },
     });
     // The primary serves while the backup joins.
     const serving = (async () => {
@@ -52,6 +56,9 @@ describe('a backup joining a lone primary by state transfer', () => {
     await until(() => !p.state().solo && p.state().rejoin === undefined && b2.state().synced === true, 'the joining backup to be synced');
     await serving;
     const restored = b2.state().restored_seq!;
+    // The guest's memory moved to the backup's worker rather than being copied: the lent buffer is detached.
+    expect(transfer!.length).toBeGreaterThan(65536);
+    expect(lent!.byteLength).toBe(0);
     expect(restored).toBeGreaterThan(200); // past the history, which ended at 4096 bytes
     const phases = notes.map((t) => (/state transfer from a snapshot/.test(t) ? 'asked' : /snapshot of the guest at seq \d+/.test(t) ? 'sending' : /outputs wait for its acks again/.test(t) ? 'syncing' : /protected again in epoch 2/.test(t) ? 'protected' : '')).filter(Boolean);
     expect(phases).toEqual(['asked', 'sending', 'syncing', 'protected']);
