@@ -320,6 +320,7 @@ export async function primaryCommand(path: string, opts: PrimaryCommandOptions):
   const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startPrimary({
     module: guest.module,
+    module_hash: guest.moduleHash,
     arbiter,
     secret: readSecret(opts.secretFile),
     clients: { host: clients.host, port: clients.port, ...(opts.advertise !== undefined ? { advertise: opts.advertise } : {}) },
@@ -356,6 +357,7 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
   const arbiter = await openArbiter(opts.arbiter, { deployment: opts.deployment ?? 'default' });
   const node = await startBackup({
     module: guest.module,
+    module_hash: guest.moduleHash,
     arbiter,
     secret: readSecret(opts.secretFile),
     clients: { host: clients.host, port: clients.port },

@@ -15,6 +15,7 @@ import type { ChannelMessage } from './channel.ts';
 import { ReplicationError } from './errors.ts';
 import { InputFeeder, OutputGate } from './gate.ts';
 import {
+  checkModuleHash,
   checkTimes,
   clientPayloadMax,
   defaultNodeId,
@@ -137,6 +138,7 @@ export class Backup extends ReplicaNode {
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
+    checkModuleHash(options.module_hash);
     this.payload_max = clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
@@ -337,7 +339,9 @@ export class Backup extends ReplicaNode {
           this.pumpLog();
           this.retryConnect();
         });
-        peer.send(MessageType.HELLO, u64sPayload(this.received_seq + 1, this.payload_max));
+        const hello = u64sPayload(this.received_seq + 1, this.payload_max);
+        const hash = this.options.module_hash;
+        peer.send(MessageType.HELLO, hash ? Buffer.concat([hello, hash]) : hello);
         if (this.paused) peer.pause();
         this.note(`connected to the primary at ${host}:${this.options.primary.port}, log from seq ${this.received_seq + 1}`);
       },

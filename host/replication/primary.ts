@@ -51,6 +51,11 @@ export interface ReplicaOptions {
   /** Operator-facing notes (connections, claims, refusals); never printed by this layer. */
   onEvent?: (text: string) => void;
   /**
+   * SHA-256 of the guest module's bytes (as the CLI hashes them; 32 bytes). When both nodes give one, a
+   * backup running another module is refused at HELLO, naming both: its replay would diverge at once.
+   */
+  module_hash?: Uint8Array;
+  /**
    * Every sealed log frame this node holds, in seq order without gaps, from seq 1: on a primary the frames its
    * guest records; on a backup the frames received, then (once live) those its guest records. For archiving
    * (`ftwasm primary|backup --log FILE`) and tests. Called synchronously; the bytes must not be changed.
@@ -176,6 +181,15 @@ export function stampNow(): number {
   return Math.floor(performance.now() * 1000) + 1;
 }
 
+/** A module hash (ReplicaOptions.module_hash) is a SHA-256. */
+export const MODULE_HASH_BYTES = 32;
+
+export function checkModuleHash(hash: Uint8Array | undefined): void {
+  if (hash !== undefined && (!(hash instanceof Uint8Array) || hash.length !== MODULE_HASH_BYTES)) {
+    throw new ReplicationError('FTW_REPL_OPTION', `module_hash must be ${MODULE_HASH_BYTES} bytes (a SHA-256)`);
+  }
+}
+
 export function checkTimes(interval_ms: number, timeout_ms: number): void {
   if (!Number.isInteger(interval_ms) || interval_ms < 1 || interval_ms > 60_000) {
     throw new ReplicationError('FTW_REPL_OPTION', `heartbeat_interval_ms = ${interval_ms} is outside 1..60000`);
@@ -288,6 +302,7 @@ export class Primary extends ReplicaNode {
     this.interval_ms = options.heartbeat_interval_ms ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
+    checkModuleHash(options.module_hash);
     const advertise = options.clients?.advertise;
     if (advertise !== undefined && !isHostPort(advertise)) {
       throw new ReplicationError('FTW_REPL_OPTION', `clients.advertise = ${JSON.stringify(advertise.slice(0, 80))} is not a host:port of at most ${PRIMARY_ADDRESS_BYTES_MAX} bytes`);
@@ -535,7 +550,14 @@ export class Primary extends ReplicaNode {
   private onMessage(peer: LogPeer, m: ChannelMessage): void {
     if (m.epoch > this.epoch) return this.halt(`the backup at ${peer.peer} speaks for epoch ${m.epoch}, above this primary's ${this.epoch}`);
     if (m.type === MessageType.HELLO) {
-      const [next_seq, payload_max] = readU64s(m.payload, 2, 'HELLO');
+      // next_seq u64, payload_max u64, then (optional) the backup's module hash
+      if (m.payload.length !== 16 && m.payload.length !== 16 + MODULE_HASH_BYTES) return peer.refuse(`HELLO of ${m.payload.length} bytes, expected 16 or ${16 + MODULE_HASH_BYTES}`);
+      const [next_seq, payload_max] = readU64s(m.payload.subarray(0, 16), 2, 'HELLO');
+      const theirs = m.payload.length > 16 ? m.payload.subarray(16) : undefined;
+      const mine = this.options.module_hash;
+      if (theirs && mine && Buffer.compare(Buffer.from(theirs), Buffer.from(mine)) !== 0) {
+        return peer.refuse(`the backup runs another guest module (sha256 ${Buffer.from(theirs).toString('hex').slice(0, 16)}…, this primary's ${Buffer.from(mine).toString('hex').slice(0, 16)}…): start both with the same module (and both with or without --state-transfer)`);
+      }
       // The limit is also the guests' `send` limit, and a request one node takes must be one the other's guest
       // can replay: the two must be equal.
       if (payload_max !== this.payload_max) {

@@ -77,6 +77,20 @@ describe('the log channel', () => {
     expect(p.state().peer_connected).toBe(false);
   });
 
+  it('refuses a backup running another guest module, naming both hashes; one with the same module follows', async () => {
+    const a = await fx.arbiter();
+    const hash = (byte: number) => new Uint8Array(32).fill(byte);
+    const p = await fx.primary({ arbiter: a, module_hash: hash(0xaa) });
+    const other = await fx.backupOf(p, a, { module_hash: hash(0xbb) });
+    const reason = await new Promise<string>((r) => other.once('halted', r));
+    expect(reason).toMatch(/the backup runs another guest module \(sha256 bbbbbbbbbbbbbbbb…, this primary's aaaaaaaaaaaaaaaa…\)/);
+    // The same hash follows (a node that names no hash is not checked: both must name one).
+    const same = await fx.backupOf(p, a, { module_hash: hash(0xaa) });
+    await until(() => same.state().peer_connected && p.state().peer_connected, 'the backup with the same module to follow');
+    await same.close();
+    await expect(startPrimary({ module: fx.module, arbiter: a, secret: SECRET, module_hash: new Uint8Array(31) })).rejects.toThrow(/module_hash must be 32 bytes/);
+  });
+
   it('refuses a backup without the secret before any log byte flows, with a clear error', async () => {
     const p = await primary({ heartbeat_timeout_ms: 5_000 });
     const peer = connectPeer(p.replicationAddress(), WRONG);
