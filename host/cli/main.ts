@@ -44,6 +44,7 @@ program
   .option('--slice <n>', 'instructions between host check-ins (interrupt latency)')
   .option('--checkpoint <n>', 'write a state-hash checkpoint every n instructions')
   .option('--tick-ms <ms>', 'raise a timer interrupt (event 1) every ms milliseconds')
+  .option('--state-transfer', 'run the guest prepared for snapshots, as `primary --state-transfer` does (replay the log with --state-transfer)')
   .action(recordCommand);
 
 program

@@ -2,9 +2,11 @@
 // to standard output, the log to <file>.
 import { rmSync, existsSync } from 'node:fs';
 import { GuestRunner, MESSAGE_BYTES_MAX } from '../vm/index.ts';
-import { FTWASM_VERSION, loadGuest, printFinal, sessionMessage } from './guest.ts';
+import { FTWASM_VERSION, loadGuestFor, printFinal, sessionMessage } from './guest.ts';
 
 export interface RecordOptions {
+  /** The module prepared for snapshots, as `primary --state-transfer` runs it (its log replays with `replay --state-transfer`). */
+  stateTransfer?: boolean;
   log: string;
   force?: boolean;
   slice?: string;
@@ -15,7 +17,7 @@ export interface RecordOptions {
 const INPUT_RETRY_MS = 2;
 
 export async function recordCommand(path: string, opts: RecordOptions): Promise<void> {
-  const guest = loadGuest(path);
+  const guest = await loadGuestFor(path, opts.stateTransfer);
   if (existsSync(opts.log)) {
     if (!opts.force) throw new Error(`log file ${opts.log} exists; pass --force to replace it`);
     rmSync(opts.log);

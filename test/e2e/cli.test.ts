@@ -129,6 +129,14 @@ describe('state transfer on the command line', () => {
     const refused = ftwasm(['replay', plain, '--log', log]);
     expect(refused.code).toBe(3);
     expect(refused.stderr).toMatch(/another module.*--state-transfer, pass it here too/);
+    // record --state-transfer prepares the original as the nodes do; replay --state-transfer reproduces it.
+    const prepLog = join(dir, 'prepared.log');
+    const prep = ftwasm(['record', join(guests, 'kv.wasm'), '--log', prepLog, '--state-transfer'], 'SET a 1\nINCR a\n');
+    expect(prep.code, prep.stderr).toBe(0);
+    const prepReplay = ftwasm(['replay', join(guests, 'kv.wasm'), '--log', prepLog, '--state-transfer']);
+    expect(prepReplay.code, prepReplay.stderr).toBe(0);
+    expect(finalLines(prepReplay.stderr)).toEqual(finalLines(prep.stderr));
+    expect(ftwasm(['replay', join(guests, 'kv.wasm'), '--log', prepLog]).stderr).toMatch(/another module.*--state-transfer, pass it here too/);
     // An instrumented module without --unwind cannot run as a --state-transfer node.
     const noUnwind = ftwasm(['replay', plain, '--log', log, '--state-transfer']);
     expect(noUnwind.code).not.toBe(0);
