@@ -310,11 +310,6 @@ export class ClientServer {
   // The host's side of the session table
 
   /** Every session known, with the epoch of the primary that opened it (its identity, with the id). */
-  /** The id the next session this server opens gets (a state transfer carries it, so ids are not reused). */
-  get nextSession(): number {
-    return this.next_session;
-  }
-
   *sessionEpochs(): Generator<[session: number, epoch: number]> {
     for (const s of this.sessions.values()) yield [s.id, s.epoch];
   }

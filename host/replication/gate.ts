@@ -67,11 +67,6 @@ export class OutputGate {
     this.outputs.delete(session);
   }
 
-  /** Outputs of a session the guest has sent, as counted from the log. */
-  outputsOf(session: number): number {
-    return this.outputs.get(session) ?? 0;
-  }
-
   /**
    * A node restored from a snapshot taken after entry `last_seq` (docs/SNAPSHOT.md): the counters are those
    * of that point, everything up to it counts as released, and the next frame must start at last_seq + 1.

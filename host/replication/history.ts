@@ -26,6 +26,17 @@ export interface LogHistory {
   reader(fromSeq: number, lastSeq: number): HistoryReader | undefined;
 }
 
+/** Frames from index `from` on, as many as fit bytes_max together (at least one, if there is one). */
+function framesUpTo(frames: readonly HistoryFrame[], from: number, bytes_max: number): HistoryFrame[] {
+  const out: HistoryFrame[] = [];
+  let bytes = 0;
+  for (let i = from; i < frames.length && (out.length === 0 || bytes + frames[i]!.bytes.length <= bytes_max); i++) {
+    out.push(frames[i]!);
+    bytes += frames[i]!.bytes.length;
+  }
+  return out;
+}
+
 /** The history in memory, up to bytes_max; past it, dropped for good. */
 export class MemoryHistory implements LogHistory {
   private frames: HistoryFrame[] = [];
@@ -55,14 +66,9 @@ export class MemoryHistory implements LogHistory {
     if (i < 0) return undefined;
     return {
       next: (bytes_max) => {
-        const out: HistoryFrame[] = [];
-        let bytes = 0;
         // `this.frames` is read anew each time: frames added since are served too.
-        while (i < this.frames.length && (out.length === 0 || bytes + this.frames[i]!.bytes.length <= bytes_max)) {
-          const f = this.frames[i++]!;
-          out.push(f);
-          bytes += f.bytes.length;
-        }
+        const out = framesUpTo(this.frames, i, bytes_max);
+        i += out.length;
         return out;
       },
       close: () => undefined,
@@ -188,13 +194,8 @@ export class FrameTail implements HistoryReader {
   }
 
   next(bytes_max: number): HistoryFrame[] {
-    const out: HistoryFrame[] = [];
-    let bytes = 0;
-    while (this.sent < this.frames.length && (out.length === 0 || bytes + this.frames[this.sent]!.bytes.length <= bytes_max)) {
-      const f = this.frames[this.sent++]!;
-      out.push(f);
-      bytes += f.bytes.length;
-    }
+    const out = framesUpTo(this.frames, this.sent, bytes_max);
+    this.sent += out.length;
     return out;
   }
 

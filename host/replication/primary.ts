@@ -8,6 +8,7 @@ import type { Arbiter } from '../arbiter/index.ts';
 import { ClientServer, PAYLOAD_BYTES_MAX_DEFAULT } from '../net/index.ts';
 import type { ServerLimits, ServerEvent } from '../net/index.ts';
 import { GuestRunner, MESSAGE_BYTES_MAX, THROTTLE_PAUSE_US_MAX } from '../vm/index.ts';
+import { MODULE_HASH_BYTES } from '../log/index.ts';
 import type { RunnerResult } from '../vm/index.ts';
 import type { FrameFacts } from '../vm/runner.ts';
 import { LogPeer, MessageType, readU64, readU64s, u64Payload, checkSecret } from './channel.ts';
@@ -181,9 +182,7 @@ export function stampNow(): number {
   return Math.floor(performance.now() * 1000) + 1;
 }
 
-/** A module hash (ReplicaOptions.module_hash) is a SHA-256. */
-export const MODULE_HASH_BYTES = 32;
-
+/** A module hash (ReplicaOptions.module_hash) is a SHA-256, as a log file's header names its module. */
 export function checkModuleHash(hash: Uint8Array | undefined): void {
   if (hash !== undefined && (!(hash instanceof Uint8Array) || hash.length !== MODULE_HASH_BYTES)) {
     throw new ReplicationError('FTW_REPL_OPTION', `module_hash must be ${MODULE_HASH_BYTES} bytes (a SHA-256)`);
