@@ -16,7 +16,9 @@ export function spawnCli(cli: string, args: string[]): CliProcess {
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': it comes once the child's output has been read too (its last lines can arrive after
+  // the exit event), so whoever awaits `exited` then sees everything it wrote.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   return { process: child, stdout: () => out, stderr: () => err, exited };
 }
 

@@ -95,6 +95,8 @@ class Lines {
   private buffered = '';
   private stderr = '';
   private waiter: (() => void) | undefined;
+  /** The child exited and its stdio closed: whatever it wrote has been read. */
+  private closed = false;
 
   constructor(readonly child: ChildProcess, readonly name: string) {
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -104,7 +106,11 @@ class Lines {
     child.stderr!.on('data', (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString('utf8')).slice(-4_000);
     });
-    child.once('exit', () => this.waiter?.());
+    // 'close', not 'exit': a child's last output can arrive after its exit event.
+    child.once('close', () => {
+      this.closed = true;
+      this.waiter?.();
+    });
   }
 
   async next(deadlineMs: number): Promise<string> {
@@ -115,7 +121,7 @@ class Lines {
         this.buffered = this.buffered.slice(newline + 1);
         return line;
       }
-      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+      if (this.closed) {
         throw new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) without a line: ${this.stderr}`);
       }
       const left = deadlineMs - Date.now();
