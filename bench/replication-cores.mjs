@@ -204,8 +204,21 @@ results.config = {
   heartbeat: 'defaults: 50 ms interval, 300 ms timeout', arbiter: 'file',
 };
 
+/**
+ * The most requests per second the box could carry replicated, were every core of a placement busy all the
+ * time at the replicated run's CPU cost per request: per cpu set, its cores over the CPU per request of the
+ * processes pinned to it; the tightest set bounds. Over the solo rate: the throughput ratio this box allows.
+ */
+function ceiling(cpuPerRequest, cpus) {
+  const sets = new Map();
+  for (const [party, set] of [['primary', cpus.primary], ['load', cpus.other], ['backup', cpus.other]]) {
+    sets.set(set, (sets.get(set) ?? 0) + (cpuPerRequest[party] ?? 0));
+  }
+  return Math.min(...[...sets].map(([set, us]) => (set.split(',').length * 1e6) / us));
+}
+
 /** Medians over the rounds of one workload in one placement. */
-function summarize(workload, rows) {
+function summarize(workload, rows, cpus) {
   const ratios = rows.replicated.map((r, i) => r.requests_per_s / rows.solo[i].requests_per_s);
   const lat = Object.fromEntries(VARIANTS.map((v) => [v, summary(rows[v].flatMap((r) => r.latency_us))]));
   const med = (v, f) => Object.fromEntries(Object.keys(rows[v][0][f]).map((k) => [k, round3(median(rows[v].map((r) => r[f][k])))]));
@@ -221,6 +234,10 @@ function summarize(workload, rows) {
     // own core is the bottleneck, with its backup and clients elsewhere.
     primary_cpu_ratio: round3(cpu.solo.primary / cpu.replicated.primary),
     cores: Object.fromEntries(VARIANTS.map((v) => [v, med(v, 'cores')])),
+    // What the two cores allow at these costs (see ceiling): when the replicated rate is near it, the cores
+    // are the bound, not the pipeline.
+    replicated_ceiling_per_s: Math.round(ceiling(cpu.replicated, cpus)),
+    ceiling_ratio: round3(ceiling(cpu.replicated, cpus) / median(rows.solo.map((r) => r.requests_per_s))),
   };
 }
 
@@ -243,11 +260,12 @@ try {
           }
         }
       }
-      const x = (w[placement] = summarize(workload, rows));
+      const x = (w[placement] = summarize(workload, rows, cpus));
       console.log(
         `${workload.name.padEnd(7)} ${placement.padEnd(6)} solo ${String(x.requests_per_s.solo).padStart(6)} req/s  replicated ${String(x.requests_per_s.replicated).padStart(6)}  ratio ${x.throughput_ratio.toFixed(3)}  ` +
           `added p50/p99 ${x.added_latency_us.p50}/${x.added_latency_us.p99} us  primary CPU/req ${x.cpu_us_per_request.solo.primary} -> ${x.cpu_us_per_request.replicated.primary} us (${x.primary_cpu_ratio})  ` +
-          `cores primary ${x.cores.replicated.primary}, load ${x.cores.replicated.load} + backup ${x.cores.replicated.backup}`,
+          `cores primary ${x.cores.replicated.primary}, load ${x.cores.replicated.load} + backup ${x.cores.replicated.backup}  ` +
+          `CPU/req load ${x.cpu_us_per_request.replicated.load} backup ${x.cpu_us_per_request.replicated.backup}  ceiling ${x.replicated_ceiling_per_s} req/s (ratio ${x.ceiling_ratio})`,
       );
     }
     results.workloads[workload.name] = w;
@@ -258,7 +276,7 @@ try {
 const g = results.workloads.get90;
 if (g) {
   results.summary = {
-    get90: Object.fromEntries(Object.keys(PLACEMENTS).map((p) => [p, { throughput_ratio: g[p].throughput_ratio, added_latency_p50_us: g[p].added_latency_us.p50, primary_cpu_ratio: g[p].primary_cpu_ratio }])),
+    get90: Object.fromEntries(Object.keys(PLACEMENTS).map((p) => [p, { throughput_ratio: g[p].throughput_ratio, ceiling_ratio: g[p].ceiling_ratio, added_latency_p50_us: g[p].added_latency_us.p50, primary_cpu_ratio: g[p].primary_cpu_ratio }])),
     targets: TARGETS,
   };
 }
@@ -267,18 +285,19 @@ results.seconds = round1((performance.now() - t_start) / 1e3);
 
 const m = results.machine;
 const md = [
-  '| workload | placement | solo req/s | replicated req/s | throughput ratio | added latency p50 / p99 us | primary CPU us/request, solo -> replicated (ratio) | cores, replicated: primary / load / backup |',
-  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  '| workload | placement | solo req/s | replicated req/s | throughput ratio | ceiling: req/s (ratio) the cores allow replicated | added latency p50 / p99 us | primary CPU us/request, solo -> replicated (ratio) | CPU us/request replicated: load / backup | cores, replicated: primary / load / backup |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...Object.values(results.workloads).flatMap((w) =>
     Object.keys(PLACEMENTS).map((p) => {
       const x = w[p];
-      return `| ${w.what} | ${p} | ${x.requests_per_s.solo} | ${x.requests_per_s.replicated} | ${x.throughput_ratio.toFixed(2)} | ${x.added_latency_us.p50} / ${x.added_latency_us.p99} | ${x.cpu_us_per_request.solo.primary} -> ${x.cpu_us_per_request.replicated.primary} (${x.primary_cpu_ratio.toFixed(2)}) | ${x.cores.replicated.primary} / ${x.cores.replicated.load} / ${x.cores.replicated.backup} |`;
+      return `| ${w.what} | ${p} | ${x.requests_per_s.solo} | ${x.requests_per_s.replicated} | ${x.throughput_ratio.toFixed(2)} | ${x.replicated_ceiling_per_s} (${x.ceiling_ratio.toFixed(2)}) | ${x.added_latency_us.p50} / ${x.added_latency_us.p99} | ${x.cpu_us_per_request.solo.primary} -> ${x.cpu_us_per_request.replicated.primary} (${x.primary_cpu_ratio.toFixed(2)}) | ${x.cpu_us_per_request.replicated.load} / ${x.cpu_us_per_request.replicated.backup} | ${x.cores.replicated.primary} / ${x.cores.replicated.load} / ${x.cores.replicated.backup} |`;
     }),
   ),
   '',
   `Processes: \`ftwasm primary\` (solo: --backup-wait-ms 0), \`ftwasm backup\`, and the client load (${SESSIONS} sessions x ${WINDOW} calls outstanding, then one call at a time for latency) in a process of its own. ` +
     `split: primary alone on cpu ${PLACEMENTS.split.primary}, load and backup on cpu ${PLACEMENTS.split.other}; shared: no pinning. ${ROUNDS} rounds, variants alternating, fresh processes per run; ratios = medians of per-round ratios. ` +
-    'Primary CPU = user + system of all its threads over the counted window (/proc). All on 127.0.0.1.',
+    'Primary CPU = user + system of all its threads over the counted window (/proc). ' +
+    'Ceiling = the rate at which the replicated run\'s CPU per request (primary, backup, load) would keep every core of the placement busy (split: the tighter of cpu 0 and cpu 1); its ratio is over the solo rate. All on 127.0.0.1.',
   `Measured by \`node bench/replication-cores.mjs\` on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date.slice(0, 10)}, load average ${m.loadAverageStart} at the start, ${m.loadAverageEnd} at the end.`,
 ].join('\n');
 console.log(`\n${md}\n\n(${results.seconds} s)`);

@@ -5,9 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../../host/cli/procs.ts';
 import { FtClient } from '../../host/net/index.ts';
-import { e2eFixture, kv, replayOf, stopSurvivor, survivorScenario, until } from './support.ts';
+import { e2eFixture, kv, portsFrom, replayOf, stopSurvivor, survivorScenario, until } from './support.ts';
 
 const fx = e2eFixture('transfer', { arbiterDir: true });
 
@@ -30,13 +29,13 @@ describe('state transfer between processes', () => {
 
 describe('log segments (--log-segment-mb)', () => {
   it('a primary cuts its log into segments, each after a snapshot, keeps the newest two, and the last replays to its final state', async () => {
-    const [clients, replication] = [await freePort(), await freePort()];
     const log = join(fx.dir, 'seg.ftwlog');
     mkdirSync(join(fx.dir, 'arbiter-seg'));
     const primary = fx.ftwasm([
-      'primary', kv, '--clients', `127.0.0.1:${clients}`, '--replication', `127.0.0.1:${replication}`, '--arbiter', `file:${join(fx.dir, 'arbiter-seg')}`,
+      'primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', '--arbiter', `file:${join(fx.dir, 'arbiter-seg')}`,
       '--secret-file', fx.secret, '--state-transfer', '--backup-wait-ms', '0', '--log', log, '--log-segment-mb', '1', '--log-segments', '2',
     ]);
+    const [clients] = await portsFrom(primary, /primary: ready in epoch 1, clients 127\.0\.0\.1:(\d+)/, 'the primary to be ready');
     await until(() => primary.stderr().includes('going on without a backup'), 'the primary to go on alone');
     // About 4.5 MB of log: 1100 requests with 4000-byte values, so four segments come and two are removed.
     const c = new FtClient({ servers: [`127.0.0.1:${clients}`] });
