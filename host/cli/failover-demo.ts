@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { guestDir } from './demo.ts';
-import { freePort, portsFrom as portsFromMs, spawnCli, stopCli, until as untilMs, type CliProcess } from './procs.ts';
+import { portsFrom as portsFromMs, spawnCli, stopCli, until as untilMs, type CliProcess } from './procs.ts';
 
 
 const STEP_MS_MAX = 20_000;
@@ -36,9 +36,9 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
   // Each line overwrites the progress line (a terminal shows one moving counter).
   const say = (text: string): void => void process.stdout.write(`\r${text.padEnd(40)}\n`);
   try {
-    // Nodes listen on ports the system picks (:0) and name them in their ready lines. Only the third node's
-    // client port is picked ahead: the client load needs every address from the start.
-    const clientsC = await freePort();
+    // Nodes listen on ports the system picks (:0) and name them in their ready lines. The client load starts
+    // with the first two; the primary names a backup's client address to its clients (the protocol's `nodes`),
+    // so the load finds the third node too.
     const common = ['--arbiter', `file:${join(dir, 'arbiter')}`, '--secret-file', join(dir, 'secret'), '--state-transfer'];
     const primary = spawnCli(cli, ['primary', kv, '--clients', '127.0.0.1:0', '--replication', '127.0.0.1:0', ...common]);
     procs.push(primary);
@@ -52,7 +52,7 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
     const sessions = Number(opts.sessions);
     const requests = Number(opts.requests);
     const total = sessions * requests;
-    const servers = [clientsP, clientsB, clientsC].map((p) => `127.0.0.1:${p}`).join(',');
+    const servers = [clientsP, clientsB].map((p) => `127.0.0.1:${p}`).join(',');
     const load = spawnCli(cli, ['load', '--servers', servers, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '10']);
     procs.push(load);
     say(`clients: ${sessions} sessions x ${requests} INCR requests, answered only after the backup has the log (output rule)`);
@@ -72,12 +72,16 @@ export async function failoverDemoCommand(opts: { sessions: string; requests: st
     // snapshot of the survivor's guest rather than by replaying the whole log, and the survivor is killed in turn.
     const [replicationB] = await portsFrom(backup, /serving new backups on 127\.0\.0\.1:(\d+)/, 'the survivor to take new backups');
     const joined = Date.now();
-    const third = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replicationB}`, '--clients', `127.0.0.1:${clientsC}`, ...common]);
+    const third = spawnCli(cli, ['backup', kv, '--primary', `127.0.0.1:${replicationB}`, '--clients', '127.0.0.1:0', ...common]);
     procs.push(third);
+    const [clientsC] = await portsFrom(third, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, 'the new backup');
     await until(() => /protected again in epoch 2/.test(backup.stderr()), 'the new backup to catch up');
+    // The load's sessions heard of it from the survivor; without that they could not find it after the next kill.
+    await until(() => load.stderr().includes(`load: the primary named 127.0.0.1:${clientsC}`), 'the clients to learn the new backup\'s address');
     const snapshot = /snapshot of the guest at seq (\d+) \((\d+) bytes/.exec(backup.stderr());
     const how = snapshot ? `restored from a ${(Number(snapshot[2]) / 1e6).toFixed(2)} MB snapshot at log seq ${snapshot[1]}` : 'caught up';
     say(`new backup pid ${third.process.pid} joined the survivor, ${how}, in ${Date.now() - joined} ms: protected again`);
+    say(`the clients learned its address (127.0.0.1:${clientsC}) from the survivor`);
     if (progress() < total) {
       const killed2 = Date.now();
       backup.process.kill('SIGKILL');

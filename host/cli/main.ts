@@ -76,7 +76,7 @@ program
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default 50)')
   .option('--timeout-ms <ms>', 'heartbeat timeout (default 300)')
   .option('--backup-wait-ms <ms>', 'time for a backup to connect before going on alone (default 10000)')
-  .option('--advertise <host:port>', 'client address the backup hands to clients that reach it (default: the --clients address unless it is a wildcard)')
+  .option('--advertise <host:port>', 'client address to tell the backup and clients (not_primary hints, the nodes list) (default: the --clients address unless it is a wildcard)')
   .option('--replay-lag-ms-max <ms>', "how far the backup's replay may trail before the guest is throttled and input held (default 100)")
   .option('--log <file>', 'also write the whole log to this new file, for `ftwasm replay`; on SIGTERM a live node closes its guest\'s input and prints its final state')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)')
@@ -91,6 +91,7 @@ program
   .argument('<guest.wasm>', 'guest module (the same as the primary\'s)')
   .requiredOption('--primary <host:port>', "the primary's replication address")
   .requiredOption('--clients <host:port>', 'client-facing address (serves once live)')
+  .option('--advertise <host:port>', 'client address to tell the primary, which names it to its clients (default: the --clients address unless it is a wildcard)')
   .requiredOption('--arbiter <spec>', 'file:DIR or etcd:URL[,URL...]')
   .requiredOption('--secret-file <file>', 'shared secret of the log channel')
   .option('--deployment <name>', 'deployment name in the arbiter', 'default')
@@ -113,6 +114,7 @@ program
   .requiredOption('--requests <m>', 'requests per session')
   .option('--interval-ms <ms>', 'pause between requests of a session', '0')
   .option('--timeout-ms <ms>', 'give up waiting for responses after this long', '60000')
+  .option('--no-discover', 'keep to --servers (by default the sessions also try the nodes the primary names: a backup that joined later)')
   .action(loadCommand);
 
 program.parseAsync(process.argv).catch((error: unknown) => {

@@ -21,6 +21,8 @@ interface RoleOptions {
   stateTransfer?: boolean;
   logSegmentMb?: string;
   logSegments?: string;
+  /** host:port clients should use for this node (default: --clients unless a wildcard). */
+  advertise?: string;
 }
 
 /** --log-segment-mb / --log-segments: segments need snapshots, so --state-transfer too. */
@@ -44,7 +46,6 @@ export interface PrimaryCommandOptions extends RoleOptions {
   replication: string;
   backupWaitMs?: string;
   replayLagMsMax?: string;
-  advertise?: string;
 }
 
 export interface BackupCommandOptions extends RoleOptions {
@@ -360,7 +361,7 @@ export async function backupCommand(path: string, opts: BackupCommandOptions): P
     module_hash: guest.moduleHash,
     arbiter,
     secret: readSecret(opts.secretFile),
-    clients: { host: clients.host, port: clients.port },
+    clients: { host: clients.host, port: clients.port, ...(opts.advertise !== undefined ? { advertise: opts.advertise } : {}) },
     primary: { host: primary.host, port: primary.port },
     ...timing(opts),
     ...(connectTimeout !== undefined ? { connect_timeout_ms: connectTimeout } : {}),
@@ -394,6 +395,8 @@ export interface LoadOptions {
   requests: string;
   intervalMs?: string;
   timeoutMs?: string;
+  /** false with --no-discover. */
+  discover?: boolean;
 }
 
 export interface LoadVerdict {
@@ -424,7 +427,8 @@ export async function loadCommand(opts: LoadOptions): Promise<void> {
   // Outputs by the epoch of the primary the session was connected to when each arrived (informational).
   const byEpoch: Record<number, number> = {};
   const one = async (index: number): Promise<void> => {
-    const client = new FtClient({ servers, backoff_ms_max: 200, retries_max: 100, request_timeout_ms: 2_000 });
+    const client = new FtClient({ servers, backoff_ms_max: 200, retries_max: 100, request_timeout_ms: 2_000, discover: opts.discover !== false });
+    if (index === 1) client.on('discovered', (addresses) => process.stderr.write(`load: the primary named ${addresses.join(', ')}: tried too from now on\n`));
     // A session that fails for good (its requests then count as lost) says why, once.
     client.on('error', (error) => process.stderr.write(`load: session ${index} failed: ${error.message}\n`));
     const seen = new Set<number>();

@@ -58,9 +58,18 @@ export interface FtClientOptions {
   ping_interval_ms?: number;
   /** Acks are coalesced for at most this long. */
   ack_delay_ms?: number;
+  /**
+   * Learn the replication group's client addresses from the primary (`nodes`, docs/PROTOCOL.md) and add the
+   * ones not in `servers` (at most DISCOVERED_MAX, oldest dropped first), so that a backup that joined after
+   * this client started is found when it takes over. Default true; false keeps to `servers` alone.
+   */
+  discover?: boolean;
 }
 
-type ResolvedOptions = Required<Omit<FtClientOptions, 'ticket'>>;
+type ResolvedOptions = Required<Omit<FtClientOptions, 'ticket' | 'discover'>>;
+
+/** Addresses learned from `nodes` beyond the configured ones (the oldest learned goes first). */
+export const DISCOVERED_MAX = 8;
 
 const CLIENT_DEFAULTS: Omit<ResolvedOptions, 'servers'> = {
   request_timeout_ms: 5_000,
@@ -144,6 +153,8 @@ export function parseAddress(text: string, options: { listen?: boolean } = {}): 
 
 export interface FtClientEvents {
   output: [seq: number, payload: Uint8Array];
+  /** Addresses learned from the primary's `nodes` (discover), added to the ones tried. */
+  discovered: [addresses: string[]];
   connected: [info: { address: string; epoch: number; session: number; resumed: boolean }];
   disconnected: [reason: string];
   error: [error: NetError];
@@ -153,6 +164,9 @@ export interface FtClientEvents {
 export class FtClient extends EventEmitter<FtClientEvents> {
   private readonly options: ResolvedOptions;
   private readonly addresses: Address[];
+  /** How many of `addresses` were configured (the rest were learned, oldest first). */
+  private readonly configured: number;
+  private readonly discover: boolean;
   private readonly ticket_given: boolean;
   private state: 'idle' | 'connecting' | 'open' | 'failed' | 'closed' = 'idle';
   private connection: Connection | undefined;
@@ -180,7 +194,9 @@ export class FtClient extends EventEmitter<FtClientEvents> {
 
   constructor(options: FtClientOptions) {
     super();
-    const resolved = { ...CLIENT_DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
+    const { discover, ...numeric } = options;
+    if (discover !== undefined && typeof discover !== 'boolean') throw new NetError('FTW_NET_OPTION', `option discover = ${String(discover)} is not a boolean`);
+    const resolved = { ...CLIENT_DEFAULTS, ...stripUndefined(numeric) } as ResolvedOptions;
     for (const [name, [min, max]] of Object.entries(CLIENT_RANGES) as Array<[keyof typeof CLIENT_RANGES, [number, number]]>) {
       const value = resolved[name];
       if (!Number.isInteger(value) || value < min || value > max) {
@@ -190,6 +206,8 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     if (!Array.isArray(options.servers) || options.servers.length === 0) throw new NetError('FTW_NET_OPTION', 'option servers needs at least one host:port');
     this.options = resolved;
     this.addresses = options.servers.map((s) => parseAddress(s));
+    this.configured = this.addresses.length;
+    this.discover = discover ?? true;
     const ticket = options.ticket;
     this.ticket_given = ticket !== undefined;
     if (ticket) {
@@ -269,6 +287,11 @@ export class FtClient extends EventEmitter<FtClientEvents> {
   }
 
   /** Counts for tests and monitoring. */
+  /** The addresses this client tries: the configured ones, then those learned from `nodes` (oldest first). */
+  servers(): string[] {
+    return this.addresses.map((a) => a.text);
+  }
+
   stats(): { pending: number; sent: number; accepted_seq: number; outputs_delivered: number; outputs_held: number; failures: number; epoch: number } {
     return {
       pending: this.pending.length,
@@ -363,6 +386,7 @@ export class FtClient extends EventEmitter<FtClientEvents> {
       socket.setNoDelay(true);
       socket.on('connect', () => {
         const hello: ClientMessage = { type: 'hello', version: PROTOCOL_VERSION, last_output_seq: this.sequencer.delivered };
+        if (this.discover) hello.nodes = true;
         if (this.session) Object.assign(hello, { session: this.session.id, session_epoch: this.session.epoch });
         this.write(connection, hello);
       });
@@ -412,9 +436,35 @@ export class FtClient extends EventEmitter<FtClientEvents> {
         return this.onOutput(connection, message);
       case 'pong':
         return;
+      case 'nodes':
+        return this.onNodes(message.addresses);
       case 'welcome':
         throw new ProtocolError('bad_message', 'a second welcome');
     }
+  }
+
+  /** The primary named its group's client addresses: the new ones are tried too from now on (discover). */
+  private onNodes(texts: readonly string[]): void {
+    if (!this.discover) return;
+    const added: string[] = [];
+    for (const text of texts) {
+      if (this.addresses.some((a) => a.text === text)) continue;
+      let address: Address;
+      try {
+        address = parseAddress(text);
+      } catch {
+        continue; // isNodeAddress let it through, but it names no port this client can dial
+      }
+      if (this.addresses.length - this.configured >= DISCOVERED_MAX) {
+        // The oldest learned address goes; the preferred index follows the address it pointed at.
+        this.addresses.splice(this.configured, 1);
+        if (this.preferred === this.configured) this.preferred = 0;
+        else if (this.preferred > this.configured) this.preferred -= 1;
+      }
+      this.addresses.push(address);
+      added.push(text);
+    }
+    if (added.length > 0) this.emit('discovered', added);
   }
 
   private onError(connection: Connection, message: ErrorMessage): void {

@@ -14,7 +14,7 @@ export {
   ENVELOPE_BYTES_MAX,
 } from './frame.ts';
 export type { FrameRead } from './frame.ts';
-export { encodeMessage, encodeBody, writeMessage, decodeClientMessage, decodeServerMessage, PROTOCOL_VERSION, SEQ_MAX, U32_MAX } from './messages.ts';
+export { encodeMessage, encodeBody, writeMessage, decodeClientMessage, decodeServerMessage, isNodeAddress, NODE_ADDRESS_BYTES_MAX, NODES_MAX, PROTOCOL_VERSION, SEQ_MAX, U32_MAX } from './messages.ts';
 export type {
   ClientMessage,
   ServerMessage,
@@ -28,6 +28,7 @@ export type {
   OutputMessage,
   ErrorMessage,
   PongMessage,
+  NodesMessage,
   WireLimits,
 } from './messages.ts';
 export { OutputSequencer } from './sequencer.ts';
@@ -42,7 +43,7 @@ export type {
   SessionTableSnapshot,
   BufferedOutput,
 } from './server.ts';
-export { FtClient, parseAddress } from './client.ts';
+export { DISCOVERED_MAX, FtClient, parseAddress } from './client.ts';
 export type { FtClientOptions, FtClientEvents, SessionTicket } from './client.ts';
 export { NetError, ProtocolError } from './errors.ts';
 export type { NetErrorCode, WireErrorCode } from './errors.ts';

@@ -27,6 +27,8 @@ export interface HelloMessage {
   session_epoch?: number;
   /** Highest output seq the client holds: the server acks up to it and resends what follows. */
   last_output_seq: number;
+  /** Asks for `nodes` messages: the client addresses of the replication group, now and when they change. */
+  nodes?: boolean;
 }
 export interface RequestMessage {
   type: 'request';
@@ -87,7 +89,22 @@ export interface ErrorMessage {
 export interface PongMessage {
   type: 'pong';
 }
-export type ServerMessage = WelcomeMessage | NotPrimaryMessage | AcceptedMessage | OutputMessage | ErrorMessage | PongMessage;
+/** Where clients reach the nodes of the primary's replication group (itself first), for a hello that asked. */
+export interface NodesMessage {
+  type: 'nodes';
+  epoch: number;
+  addresses: string[];
+}
+export type ServerMessage = WelcomeMessage | NotPrimaryMessage | AcceptedMessage | OutputMessage | ErrorMessage | PongMessage | NodesMessage;
+
+/** At most this many addresses in a `nodes` message, each `host:port` of at most NODE_ADDRESS_BYTES_MAX bytes. */
+export const NODES_MAX = 8;
+export const NODE_ADDRESS_BYTES_MAX = 255;
+
+/** A client address as `nodes` and `primary_hint` carry it: host:port (an IPv6 host in brackets), no spaces. */
+export function isNodeAddress(text: string): boolean {
+  return Buffer.byteLength(text) <= NODE_ADDRESS_BYTES_MAX && /^[^\s]+:\d{1,5}$/.test(text) && Number(text.slice(text.lastIndexOf(':') + 1)) <= 65535;
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Encoding
@@ -98,6 +115,7 @@ const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefi
 function wire(value: unknown): unknown {
   if (typeof value === 'number') return Number.isInteger(value) && value > U32_MAX ? BigInt(value) : value;
   if (value instanceof Uint8Array || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(wire);
   const out: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) if (field !== undefined) out[key] = wire(field);
   return out;
@@ -449,6 +467,19 @@ class Fields {
     return raw;
   }
 
+  /** An array of 1..NODES_MAX node addresses (isNodeAddress). */
+  addresses(name: string): string[] {
+    const raw = this.map.get(name);
+    if (!Array.isArray(raw)) throw new ProtocolError('bad_message', `${this.type}.${name} is a ${describe(raw)}, not an array`);
+    if (raw.length === 0 || raw.length > NODES_MAX) throw new ProtocolError('bad_message', `${this.type}.${name} holds ${raw.length} addresses, not 1..${NODES_MAX}`);
+    for (const [i, a] of raw.entries()) {
+      if (typeof a !== 'string' || !isNodeAddress(a)) {
+        throw new ProtocolError('bad_message', `${this.type}.${name}[${i}] is not a host:port of at most ${NODE_ADDRESS_BYTES_MAX} bytes`);
+      }
+    }
+    return raw as string[];
+  }
+
   nested(name: string): Fields {
     const raw = this.map.get(name);
     if (!(raw instanceof Map)) throw new ProtocolError('bad_message', `${this.type}.${name} is a ${describe(raw)}, not a map`);
@@ -469,6 +500,7 @@ export function decodeClientMessage(body: Uint8Array): ClientMessage {
         throw new ProtocolError('bad_message', 'hello.session and hello.session_epoch come together or not at all');
       }
       if (session !== undefined) Object.assign(hello, { session, session_epoch });
+      if (f.has('nodes') && f.bool('nodes')) hello.nodes = true;
       return hello;
     }
     case 'request':
@@ -532,6 +564,8 @@ export function decodeServerMessage(body: Uint8Array): ServerMessage {
       return { type, code: f.str('code'), message: f.str('message') };
     case 'pong':
       return { type };
+    case 'nodes':
+      return { type, epoch: f.int('epoch', 0, SEQ_MAX), addresses: f.addresses('addresses') };
     default:
       throw new ProtocolError('unknown_type', `unknown message type ${JSON.stringify(type.slice(0, 64))} from a server`);
   }

@@ -5,6 +5,7 @@
 //   accept(session, seq)              requests up to seq are durably logged: tell the client
 //   output(session, seq, payload, e)  an output may leave (output rule already satisfied)
 //   goLive()                          this node just became primary
+//   setNodes(addresses)               where clients reach the replication group (for hellos that ask)
 //   snapshot / restore                the session table as a plain object, for state transfer
 // Bad input from a client gets an `error` frame naming what was wrong, then a close; it never throws out
 // of a socket handler. Misuse by the host (seq out of order) throws NetError: that is a bug above us.
@@ -18,6 +19,8 @@ import { NetError, ProtocolError, type WireErrorCode } from './errors.ts';
 import { FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT, FrameDecoder, PAYLOAD_BYTES_MAX_DEFAULT, WRITE_BATCH_BYTES_MAX, WriteBatch } from './frame.ts';
 import {
   decodeClientMessage,
+  isNodeAddress,
+  NODES_MAX,
   PROTOCOL_VERSION,
   SEQ_MAX,
   U32_MAX,
@@ -167,6 +170,8 @@ interface Connection {
   session: Session | undefined;
   opened_ms: number;
   frame_ms: number;
+  /** The hello asked for `nodes` messages. */
+  nodes: boolean;
 }
 
 const LIMIT_RANGES: Record<keyof ServerLimits, [number, number]> = {
@@ -220,6 +225,8 @@ export class ClientServer {
   private readonly sessions = new Map<number, Session>();
   private evictedUnacked = 0; // outputs dropped from a session buffer before the client acked them
   private readonly connections = new Set<Connection>();
+  /** The replication group's client addresses (setNodes), for clients whose hello asked. */
+  private nodes: string[] = [];
   private next_session = 1;
   private server: net.Server | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -291,6 +298,24 @@ export class ClientServer {
     if (!server) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
     for (const connection of [...this.connections]) this.destroy(connection, 'server closed');
+  }
+
+  /**
+   * Where clients reach the nodes of this primary's replication group, this node first (docs/PROTOCOL.md,
+   * `nodes`). Open connections that asked for them get the new list at once; later ones after their welcome.
+   */
+  setNodes(addresses: readonly string[]): void {
+    if (addresses.length > NODES_MAX || !addresses.every(isNodeAddress)) {
+      throw new NetError('FTW_NET_OPTION', `node addresses must be at most ${NODES_MAX} host:port: ${JSON.stringify(addresses).slice(0, 200)}`);
+    }
+    if (addresses.length === this.nodes.length && addresses.every((a, i) => a === this.nodes[i])) return;
+    this.nodes = [...addresses];
+    for (const connection of this.connections) if (connection.state === 'open' && connection.nodes) this.sendNodes(connection);
+  }
+
+  private sendNodes(connection: Connection): void {
+    if (this.nodes.length === 0 || this.options.role() !== 'primary') return;
+    this.send(connection, { type: 'nodes', epoch: this.options.epoch(), addresses: this.nodes });
   }
 
   /** Sends not_primary to every client and closes their connections if this node is no longer primary. */
@@ -463,6 +488,7 @@ export class ClientServer {
       session: undefined,
       opened_ms: now,
       frame_ms: now,
+      nodes: false,
     };
     socket.on('error', (error) => this.event({ kind: 'socket_error', peer, message: error.message }));
     socket.on('close', () => this.onSocketClose(connection));
@@ -569,6 +595,8 @@ export class ClientServer {
       outputs: s.outputs,
       limits: this.wireLimits(),
     });
+    connection.nodes = hello.nodes === true;
+    if (connection.nodes) this.sendNodes(connection);
     for (const b of s.buffer) {
       if (isClosed(connection)) return;
       if (b.seq > hello.last_output_seq) this.send(connection, { type: 'output', epoch: b.epoch, session: s.id, seq: b.seq, payload: b.payload });

@@ -3,7 +3,7 @@
 // the next epoch and, if it wins, goes live as the primary (clients find it and resend what they miss).
 import { ReplicaNode, startNode } from './node.ts';
 import net from 'node:net';
-import { ClientServer } from '../net/index.ts';
+import { ClientServer, isNodeAddress } from '../net/index.ts';
 import type { ServerEvent } from '../net/index.ts';
 import { GuestRunner } from '../vm/index.ts';
 import type { GuestSnapshot, RunnerResult } from '../vm/index.ts';
@@ -23,7 +23,8 @@ import {
   HEARTBEAT_TIMEOUT_MS_DEFAULT,
   HELD_OUTPUTS_MAX_DEFAULT,
   INPUT_QUEUE_MAX_DEFAULT,
-  isHostPort,
+  advertisedAddress,
+  checkAdvertise,
   HISTORY_BYTES_MAX_DEFAULT,
   Primary,
   SESSION_RECORD_BYTES,
@@ -139,6 +140,7 @@ export class Backup extends ReplicaNode {
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
     checkModuleHash(options.module_hash);
+    checkAdvertise(options.clients);
     this.payload_max = clientPayloadMax(options.clients); // a bad limit is refused before anything starts
     this.live = new Promise((resolve) => (this.resolveLive = resolve));
     this.live_seq = Promise.resolve(0);
@@ -342,6 +344,9 @@ export class Backup extends ReplicaNode {
         const hello = u64sPayload(this.received_seq + 1, this.payload_max);
         const hash = this.options.module_hash;
         peer.send(MessageType.HELLO, hash ? Buffer.concat([hello, hash]) : hello);
+        // Where clients reach this node: the primary names it to its clients, who then find it after a failover.
+        const own = advertisedAddress(this.options.clients, this.server);
+        if (own !== undefined) peer.send(MessageType.CLIENTS, new TextEncoder().encode(own));
         if (this.paused) peer.pause();
         this.note(`connected to the primary at ${host}:${this.options.primary.port}, log from seq ${this.received_seq + 1}`);
       },
@@ -386,7 +391,7 @@ export class Backup extends ReplicaNode {
       case MessageType.PRIMARY: {
         const text = Buffer.from(m.payload).toString('utf8');
         // Only a hint for clients: a malformed one is noted and dropped, replication goes on.
-        if (!isHostPort(text)) {
+        if (!isNodeAddress(text)) {
           this.primary_hint = undefined;
           return this.note(`the primary's client address is not a host:port (${m.payload.length} bytes): no not_primary hint`);
         }

@@ -28,6 +28,7 @@ export const MessageType = {
   SESSIONS: 12, // primary -> joining backup: (session u32, epoch u64) LE records: the epoch each known session was opened in
   FORGET: 13, // primary -> backup: (session u32, at_seq u64) LE records: sessions the primary dropped, at that log seq
   SNAPSHOT: 14, // primary -> joining backup: total u64, offset u64, bytes: a piece of a state transfer (host/replication/transfer.ts)
+  CLIENTS: 15, // backup -> primary: UTF-8 "host:port" of the backup's client service (the primary's `nodes` for clients)
 } as const;
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 

@@ -5,7 +5,7 @@ import { ReplicaNode, startNode } from './node.ts';
 import net from 'node:net';
 import { hostname } from 'node:os';
 import type { Arbiter } from '../arbiter/index.ts';
-import { ClientServer, PAYLOAD_BYTES_MAX_DEFAULT } from '../net/index.ts';
+import { ClientServer, isNodeAddress, NODE_ADDRESS_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT } from '../net/index.ts';
 import type { ServerLimits, ServerEvent } from '../net/index.ts';
 import { GuestRunner, MESSAGE_BYTES_MAX, THROTTLE_PAUSE_US_MAX } from '../vm/index.ts';
 import { MODULE_HASH_BYTES } from '../log/index.ts';
@@ -137,21 +137,33 @@ export const HEARTBEAT_INTERVAL_MS_DEFAULT = 50;
 export const HEARTBEAT_TIMEOUT_MS_DEFAULT = 300;
 export const BACKUP_WAIT_MS_DEFAULT = 10_000;
 export const REPLAY_LAG_MS_MAX_DEFAULT = 100;
-/** Throttling: the first pause per check-in (doubling each interval while the lag stays over), and the slice. */
-/** Longest client address a PRIMARY message may carry. */
-export const PRIMARY_ADDRESS_BYTES_MAX = 300;
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
-
-/** A client address as a PRIMARY message may carry it: host:port, no spaces, at most PRIMARY_ADDRESS_BYTES_MAX bytes. */
-export function isHostPort(text: string): boolean {
-  return Buffer.byteLength(text) <= PRIMARY_ADDRESS_BYTES_MAX && /^[^\s]+:\d{1,5}$/.test(text);
-}
 
 /** host:port as clients write it (an IPv6 host in brackets). */
 function hostPort(a: { host: string; port: number }): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
+/**
+ * Where clients should reach a node (PRIMARY and CLIENTS messages, the client protocol's `nodes` and
+ * `primary_hint`): `clients.advertise`, else the client server's bound address unless it is a wildcard (which
+ * names no host a client could reach).
+ */
+export function advertisedAddress(clients: ClientEndpoint | undefined, server: ClientServer | undefined): string | undefined {
+  if (clients?.advertise !== undefined) return clients.advertise;
+  const bound = server?.address();
+  return bound && !WILDCARD_HOSTS.has(bound.host) ? hostPort(bound) : undefined;
+}
+
+/** `clients.advertise`, if given, must be an address clients can use (isNodeAddress). */
+export function checkAdvertise(clients: ClientEndpoint | undefined): void {
+  const advertise = clients?.advertise;
+  if (advertise !== undefined && !isNodeAddress(advertise)) {
+    throw new ReplicationError('FTW_REPL_OPTION', `clients.advertise = ${JSON.stringify(advertise.slice(0, 80))} is not a host:port of at most ${NODE_ADDRESS_BYTES_MAX} bytes`);
+  }
+}
+
+/** Throttling: the first pause per check-in (doubling each interval while the lag stays over), and the slice. */
 const THROTTLE_PAUSE_US_FIRST = 500;
 /** Connections to the replication port at once (beyond it the kernel's accept is answered by closing). */
 export const REPLICATION_CONNECTIONS_MAX = 8;
@@ -246,6 +258,8 @@ export class Primary extends ReplicaNode {
   /** (last seq, time) of recent sealed frames: the replay lag in time. */
   private sealed: Array<{ lastSeq: number; ms: number }> = [];
   private throttle_us = 0;
+  /** The connected backup's client address, as it told it (CLIENTS). */
+  private backup_clients: string | undefined;
   private progress_known = false;
   /** Client input waits (bounded by input_queue_max) while the backup's replay trails too far. */
   private input_held = false;
@@ -302,10 +316,7 @@ export class Primary extends ReplicaNode {
     this.timeout_ms = options.heartbeat_timeout_ms ?? HEARTBEAT_TIMEOUT_MS_DEFAULT;
     checkTimes(this.interval_ms, this.timeout_ms);
     checkModuleHash(options.module_hash);
-    const advertise = options.clients?.advertise;
-    if (advertise !== undefined && !isHostPort(advertise)) {
-      throw new ReplicationError('FTW_REPL_OPTION', `clients.advertise = ${JSON.stringify(advertise.slice(0, 80))} is not a host:port of at most ${PRIMARY_ADDRESS_BYTES_MAX} bytes`);
-    }
+    checkAdvertise(options.clients);
     // One heartbeat interval of margin for clocks of two hosts running at slightly different rates.
     this.lease_ms = this.timeout_ms - this.interval_ms;
     this.payload_max = clientPayloadMax(options.clients);
@@ -347,6 +358,7 @@ export class Primary extends ReplicaNode {
 
     await this.listenReplication();
     await server.listen();
+    this.advertiseNodes();
 
     const runner = new GuestRunner({ module: this.options.module, mode: 'record', streamFrames: true, messageBytesMax: this.payload_max });
     this.attach(runner);
@@ -376,6 +388,7 @@ export class Primary extends ReplicaNode {
       await p.close();
       throw error;
     }
+    p.advertiseNodes();
     p.note(`serving new backups on ${hostPort(p.replicationAddress())} (alone in epoch ${p.epoch} until one catches up)`);
     return p;
   }
@@ -452,11 +465,21 @@ export class Primary extends ReplicaNode {
     return this.server.address();
   }
 
-  /** What this primary tells its backup clients should use: `clients.advertise`, else the bound address. */
+  /** What this primary tells its backup and clients to use (see advertisedAddress). */
   private advertisedAddress(): string | undefined {
-    if (this.options.clients?.advertise !== undefined) return this.options.clients.advertise;
-    const bound = this.server?.address();
-    return bound && !WILDCARD_HOSTS.has(bound.host) ? hostPort(bound) : undefined;
+    return advertisedAddress(this.options.clients, this.server);
+  }
+
+  /**
+   * The client protocol's `nodes` (for clients that ask): this primary, then its backup while one is connected
+   * and said where it serves clients. A client that learns the backup's address finds it when it takes over,
+   * even if the client was started before the backup joined.
+   */
+  private advertiseNodes(): void {
+    const own = this.advertisedAddress();
+    if (own === undefined || this.server === undefined) return;
+    const backup = this.peer?.isOpen ? this.backup_clients : undefined;
+    this.server.setNodes(backup !== undefined && backup !== own ? [own, backup] : [own]);
   }
 
   state(): ReplicaState {
@@ -540,7 +563,10 @@ export class Primary extends ReplicaNode {
         peer.on('drained', () => {
           if (peer === this.peer) this.releaseAcked();
         });
-        peer.on('close', (reason) => this.note(`backup ${peer.peer} disconnected: ${reason}`));
+        peer.on('close', (reason) => {
+          this.note(`backup ${peer.peer} disconnected: ${reason}`);
+          this.advertiseNodes(); // without this backup's address once it is not the connected one
+        });
       },
       (error: Error) => this.note(`refused backup connection from ${peer.peer}: ${error.message}`),
     );
@@ -581,6 +607,12 @@ export class Primary extends ReplicaNode {
         if (replayed! > this.backup_replayed_seq) this.backup_replayed_seq = Math.min(replayed!, this.sent_seq);
         return this.onEcho(peer, echo!);
       }
+      case MessageType.CLIENTS: {
+        const text = Buffer.from(m.payload).toString('utf8');
+        if (!isNodeAddress(text)) return peer.refuse(`CLIENTS of ${m.payload.length} bytes is not a host:port of at most ${NODE_ADDRESS_BYTES_MAX} bytes`);
+        this.backup_clients = text;
+        return this.advertiseNodes();
+      }
       default:
         peer.refuse(`unexpected message type ${m.type} from a backup`);
     }
@@ -589,6 +621,7 @@ export class Primary extends ReplicaNode {
   /** Takes `peer` as the backup: a new lease, its first heartbeat stamp, and where clients reach this primary. */
   private greet(peer: LogPeer): void {
     this.peer = peer;
+    this.backup_clients = undefined; // until this backup says (CLIENTS)
     this.last_heard_ms = performance.now();
     // A new connection starts a new lease: the first stamp goes out before any frame.
     this.lease_stamp_us = 0;

@@ -173,14 +173,12 @@ export async function startNodes(
  * next), kills b1, and checks the verdict, the three epochs and that b2's final state is a replay of its log.
  */
 export async function survivorScenario(fx: ReturnType<typeof e2eFixture>, name: string, extra: string[], b1Extra: string[] = [], requests = 600) {
-  // The nodes listen on ports the system picks and name them; only b2's client port is picked ahead (the
-  // load needs every address from the start).
-  const { freePort } = await import('../../host/cli/procs.ts');
-  const cB2 = await freePort();
+  // Every node listens on a port the system picks and names it. The load starts with the first two client
+  // addresses and learns b2's from b1 (the client protocol's `nodes`) once b2 has joined.
   const common = ['--arbiter', `file:${join(fx.dir, 'arbiter')}`, '--secret-file', fx.secret, ...extra, ...nodeTiming];
   const { primary, backup: b1, clientsP: cP, clientsB: cB1 } = await startNodes(fx, { common, backupArgs: ['--replication', '127.0.0.1:0', ...b1Extra] });
   const sessions = 3;
-  const servers = [cP, cB1, cB2].map((p) => `127.0.0.1:${p}`).join(',');
+  const servers = [cP, cB1].map((p) => `127.0.0.1:${p}`).join(',');
   const load = fx.ftwasm(['load', '--servers', servers, '--sessions', String(sessions), '--requests', String(requests), '--interval-ms', '3', '--timeout-ms', '40000']);
   const context = () => `load:\n${load.stderr().slice(-1500)}\nb1:\n${b1.stderr().slice(-2500)}`;
   await until(() => /load: [2-9]00 responses/.test(load.stderr()), 'the load to be under way');
@@ -191,8 +189,11 @@ export async function survivorScenario(fx: ReturnType<typeof e2eFixture>, name: 
   return {
     b1,
     async joinAndFinish(log: string, joined: (b2: CliProcess) => void, replayArgs: string[] = []): Promise<void> {
-      const b2 = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${rB1}`, '--clients', `127.0.0.1:${cB2}`, '--log', log, ...common]);
+      const b2 = fx.ftwasm(['backup', kv, '--primary', `127.0.0.1:${rB1}`, '--clients', '127.0.0.1:0', '--log', log, ...common]);
+      const [cB2] = await portsFrom(b2, /backup: ready, following \S+, clients 127\.0\.0\.1:(\d+)/, 'the new backup to start');
       await until(() => b1.stderr().includes('protected again in epoch 2'), 'the new backup to catch up', 30_000);
+      // The load heard of b2 from b1 (nodes), or it could not find it after the second kill.
+      await until(() => load.stderr().includes(`load: the primary named 127.0.0.1:${cB2}`), `the load to learn the new backup's address; ${context()}`);
       // b1 notes SYNCED as it sends it; b2 notes it as it reads it, a moment later through another pipe
       await until(() => /synced with the primary at seq \d+/.test(b2.stderr()), 'the new backup to be told SYNCED');
       joined(b2);

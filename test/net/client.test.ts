@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeMessage, FtClient, NetError, type FtClientOptions } from '../../host/net/index.ts';
+import { DISCOVERED_MAX, encodeMessage, FtClient, NetError, NODES_MAX, type FtClientOptions } from '../../host/net/index.ts';
 import { FakeCluster, propertySeed, str, text, waitFor } from './support.ts';
 
 const cleanup: Array<() => Promise<void>> = [];
@@ -207,5 +207,43 @@ describe('FtClient', () => {
     expect(error.code).toBe('FTW_NET_UNAVAILABLE');
     expect(connected).toEqual([2]);
     expect(fake.deliveries.size).toBe(1);
+  });
+
+  it('learns the nodes the primary names and finds one it was not told about when the primary dies; discover: false keeps to its servers', async () => {
+    for (const discover of [true, false]) {
+      const fake = await cluster(['a', 'b']);
+      const [a, b] = fake.addresses() as [string, string];
+      fake.node('a').server.setNodes([a, b]);
+      const c = client({ servers: [a], retries_max: 6, discover });
+      const learned: string[] = [];
+      c.on('discovered', (addresses) => learned.push(...addresses));
+      expect(str(await c.call(text('r1')))).toBe('echo:r1');
+      if (discover) await waitFor(() => learned.length > 0, 3_000, 'the client to learn b');
+      expect(learned).toEqual(discover ? [b] : []);
+      expect(c.servers()).toEqual(discover ? [a, b] : [a]);
+      fake.failover('b');
+      await fake.crash('a');
+      if (discover) {
+        expect(str(await c.call(text('r2')))).toBe('echo:r2');
+        expect(c.stats().epoch).toBe(2);
+      } else {
+        expect((await rejection(c.call(text('r2')))).code).toBe('FTW_NET_UNAVAILABLE');
+      }
+    }
+  });
+
+  it('keeps at most DISCOVERED_MAX learned addresses beside its servers, the oldest learned going first', async () => {
+    const fake = await cluster(['a']);
+    const [a] = fake.addresses() as [string];
+    const c = client({ servers: [a] });
+    expect(str(await c.call(text('r1')))).toBe('echo:r1');
+    const named = (from: number) => Array.from({ length: NODES_MAX - 1 }, (_, i) => `127.0.0.1:${40_000 + from + i}`);
+    // Two lists of seven new addresses: 14 learned in all, the first six of them dropped again.
+    fake.node('a').server.setNodes([a, ...named(0)]);
+    await waitFor(() => c.servers().length === 1 + NODES_MAX - 1, 3_000, 'the first list');
+    fake.node('a').server.setNodes([a, ...named(100)]);
+    await waitFor(() => c.servers().includes(named(100).at(-1)!), 3_000, 'the second list');
+    expect(c.servers()).toEqual([a, ...[...named(0), ...named(100)].slice(-DISCOVERED_MAX)]);
+    expect(str(await c.call(text('r2')))).toBe('echo:r2'); // still on a
   });
 });

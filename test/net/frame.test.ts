@@ -20,6 +20,7 @@ const limits = { frame_bytes_max: 1049600, payload_bytes_max: 1048576, requests_
 const clientMessages: ClientMessage[] = [
   { type: 'hello', version: 1, last_output_seq: 0 },
   { type: 'hello', version: 1, session: 7, session_epoch: 3, last_output_seq: 12 },
+  { type: 'hello', version: 1, last_output_seq: 0, nodes: true },
   { type: 'request', session: 7, seq: 1, payload: text('SET a 1') },
   { type: 'request', session: 0xffffffff, seq: 2 ** 40, payload: new Uint8Array(0) },
   { type: 'ack', session: 7, output_seq: 5 },
@@ -34,6 +35,7 @@ const serverMessages: ServerMessage[] = [
   { type: 'output', epoch: 2, session: 7, seq: 2 ** 33, payload: text('OK\n') },
   { type: 'error', code: 'seq_gap', message: 'request seq 5 of session 7, but the next expected is 3' },
   { type: 'pong' },
+  { type: 'nodes', epoch: 4, addresses: ['127.0.0.1:7001', '[::1]:7002', 'node-b.example:7003'] },
 ];
 
 function codeOf(fn: () => unknown): string {
@@ -77,6 +79,27 @@ describe('messages', () => {
     expect(codeOf(() => decodeClientMessage(body({ type: 'hello', version: 1, session: 3 })))).toBe('bad_message');
     expect(codeOf(() => decodeClientMessage(body({ type: 'ack', session: 1, output_seq: -1 })))).toBe('seq_out_of_range');
     expect(codeOf(() => decodeServerMessage(body({ type: 'welcome', role: 'backup' })))).toBe('bad_message');
+    expect(codeOf(() => decodeClientMessage(body({ type: 'hello', version: 1, nodes: 1 })))).toBe('bad_message');
+  });
+
+  it('refuses a nodes message that is not 1..NODES_MAX host:port strings, naming the entry', () => {
+    const bad = (addresses: unknown): string => {
+      try {
+        decodeServerMessage(body({ type: 'nodes', epoch: 1, addresses }));
+      } catch (error) {
+        expect(error).toBeInstanceOf(ProtocolError);
+        expect((error as ProtocolError).code).toBe('bad_message');
+        return (error as ProtocolError).message;
+      }
+      throw new Error('expected a ProtocolError');
+    };
+    expect(bad('127.0.0.1:7001')).toMatch(/nodes\.addresses is a .*not an array/);
+    expect(bad([])).toMatch(/holds 0 addresses, not 1\.\.8/);
+    expect(bad(Array.from({ length: 9 }, (_, i) => `127.0.0.1:${7000 + i}`))).toMatch(/holds 9 addresses/);
+    expect(bad(['127.0.0.1:7001', 'no port'])).toMatch(/nodes\.addresses\[1\] is not a host:port/);
+    expect(bad(['127.0.0.1:70000'])).toMatch(/nodes\.addresses\[0\]/);
+    expect(bad([`${'h'.repeat(260)}:1`])).toMatch(/at most 255 bytes/);
+    expect(bad([7001])).toMatch(/nodes\.addresses\[0\]/);
   });
 
   it('decodes any byte string to a message or a ProtocolError, never anything else', () => {

@@ -210,6 +210,29 @@ describe('ClientServer sessions', () => {
     await raw.waitClosed();
   });
 
+  it('names the replication group (nodes) to clients whose hello asked, at welcome and on every change; not to others', async () => {
+    const h = await harness();
+    const asked = await openSession(h.port, { nodes: true });
+    const plain = await openSession(h.port);
+    await sleep(20);
+    expect(asked.raw.messages).toEqual([]); // nothing to name yet
+    h.server.setNodes(['127.0.0.1:7001', '127.0.0.1:7002']);
+    expect(await asked.raw.next('nodes')).toEqual({ type: 'nodes', epoch: 3, addresses: ['127.0.0.1:7001', '127.0.0.1:7002'] });
+    h.server.setNodes(['127.0.0.1:7001', '127.0.0.1:7002']); // the same list again: not sent again
+    const late = await openSession(h.port, { nodes: true });
+    expect(await late.raw.next('nodes')).toEqual({ type: 'nodes', epoch: 3, addresses: ['127.0.0.1:7001', '127.0.0.1:7002'] });
+    h.server.setNodes(['127.0.0.1:7001']);
+    expect((await asked.raw.next('nodes')).addresses).toEqual(['127.0.0.1:7001']);
+    await sleep(20);
+    expect(asked.raw.messages).toEqual([]);
+    expect(plain.raw.messages).toEqual([]);
+    // A bad list is the host's bug: refused by name, the old list kept.
+    expect(() => h.server.setNodes(['127.0.0.1'])).toThrow(/host:port/);
+    expect(() => h.server.setNodes(Array.from({ length: 9 }, (_, i) => `127.0.0.1:${7000 + i}`))).toThrow(NetError);
+    const again = await openSession(h.port, { nodes: true });
+    expect((await again.raw.next('nodes')).addresses).toEqual(['127.0.0.1:7001']);
+  });
+
   it('checkRole() sends not_primary to connected clients once this node is demoted', async () => {
     const h = await harness();
     const { raw } = await openSession(h.port);

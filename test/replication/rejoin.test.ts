@@ -6,7 +6,6 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { FtClient, PAYLOAD_BYTES_MAX_DEFAULT } from '../../host/net/index.ts';
 import { FileHistory, LogArchive, LogPeer, MessageType, startBackup, startPrimary, u64Payload, u64sPayload, type Backup, type Primary } from '../../host/replication/index.ts';
-import { freePort } from '../../host/cli/procs.ts';
 import { SECRET, expectLogReplays, replicationFixture, str, text, until } from './support.ts';
 
 const fx = replicationFixture('rejoin');
@@ -31,9 +30,12 @@ describe('a backup joining a primary that went on alone', () => {
     const p = await startPrimary({ module: fx.module, arbiter: a, secret: SECRET });
     fx.cleanup(() => p.close());
     const b1 = await fx.backupOf(p, a);
-    // The session of c1 is opened in epoch 1 and used again after two epochs more, on b2 (its port known now).
-    const b2port = await freePort();
-    const c1 = fx.client(p.clientAddress(), { host: '127.0.0.1', port: b2port });
+    // The session of c1 is opened in epoch 1 and used again after two epochs more, on b2. c1 is told only p's
+    // address: it learns its backups' from p (the client protocol's `nodes`), b1's at once and b2's once b2 joins.
+    const c1 = fx.client(p.clientAddress());
+    const b1clients = `127.0.0.1:${b1.clientAddress().port}`;
+    const learned: string[] = [];
+    c1.on('discovered', (addresses) => learned.push(...addresses));
     for (let i = 1; i <= 10; i++) expect(await incr(c1, 'x')).toBe(`VALUE ${i}\n`);
     await b1.close();
     expect(await new Promise((r) => p.once('live', r))).toBe(2);
@@ -43,8 +45,10 @@ describe('a backup joining a primary that went on alone', () => {
     const notes: string[] = [];
     p.on('note', (t) => notes.push(t));
     const frames: Uint8Array[] = [];
-    const b2 = await fx.backupOf(p, a, { onLogFrames: (bytes) => frames.push(bytes), clients: { port: b2port } });
+    const b2 = await fx.backupOf(p, a, { onLogFrames: (bytes) => frames.push(bytes) });
     await until(() => !p.state().solo && p.state().rejoin === undefined && b2.state().synced === true, 'the joining backup to be synced');
+    await until(() => learned.length > 1, 'c1 to learn where b2 serves clients');
+    expect(learned).toEqual([b1clients, `127.0.0.1:${b2.clientAddress().port}`]);
     expect(b2.state()).toMatchObject({ role: 'backup', epoch: 2 });
     expect(b2.state().acked_seq).toBeGreaterThanOrEqual(p.state().released_seq);
     // It went through both phases, in order: frames from the history, then outputs held until it had them all.

@@ -15,7 +15,7 @@ import {
   type Primary,
 } from '../../host/replication/index.ts';
 import { FrameSource, GuestCore, hex, MESSAGE_BYTES_MAX } from '../../host/vm/index.ts';
-import { RawConnection } from '../net/support.ts';
+import { RawConnection, sleep } from '../net/support.ts';
 import { SECRET, replicationFixture, str, text, until } from './support.ts';
 
 const WRONG = new TextEncoder().encode('an entirely different secret 9876');
@@ -230,6 +230,28 @@ describe('primary and backup', () => {
     raw.send({ type: 'hello', version: 1 });
     expect((await raw.next('not_primary')).primary_hint).toBe('kv.example.internal:7001');
     await expect(startPrimary({ module, arbiter: await arbiter(), secret: SECRET, clients: { advertise: 'no port' } })).rejects.toThrow(/FTW_REPL_OPTION: clients.advertise = "no port"/);
+  });
+
+  it('names itself and its backup (CLIENTS) to clients that ask (nodes), drops the backup when it goes, and refuses a malformed CLIENTS', async () => {
+    const a = await arbiter();
+    const p = await primary({ arbiter: a, clients: { advertise: 'kv-a.example:7001' } });
+    const raw = await RawConnection.open(p.clientAddress().port);
+    cleanups.push(() => raw.destroy());
+    raw.send({ type: 'hello', version: 1, nodes: true });
+    await raw.next('welcome');
+    expect((await raw.next('nodes')).addresses).toEqual(['kv-a.example:7001']);
+    const b = await backupOf(p, a, { clients: { advertise: 'kv-b.example:7002' } });
+    expect(await raw.next('nodes')).toEqual({ type: 'nodes', epoch: 1, addresses: ['kv-a.example:7001', 'kv-b.example:7002'] });
+    await b.close();
+    expect((await raw.next('nodes')).addresses).toEqual(['kv-a.example:7001']);
+    // A backup whose CLIENTS is no host:port is refused, naming it; the list stays as it was.
+    const fake = await fakeBackup(p);
+    const refused = new Promise<string>((r) => fake.peer.on('message', (m) => m.type === MessageType.REFUSED && r(Buffer.from(m.payload).toString('utf8'))));
+    fake.peer.send(MessageType.CLIENTS, new TextEncoder().encode('not an address'));
+    expect(await refused).toMatch(/CLIENTS of 14 bytes is not a host:port of at most 255 bytes/);
+    await sleep(20);
+    expect(raw.messages.filter((m) => m.type === 'nodes')).toEqual([]);
+    await expect(startBackup({ module, arbiter: a, secret: SECRET, primary: p.replicationAddress(), clients: { advertise: 'x:99999' } })).rejects.toThrow(/FTW_REPL_OPTION: clients.advertise = "x:99999"/);
   });
 
   it('fails over when the primary goes away: the backup wins the next epoch and serves the same session', async () => {

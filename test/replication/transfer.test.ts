@@ -22,27 +22,26 @@ const prepared = new WebAssembly.Module(instrument(await prepareUnwind(readFileS
 const incr = async (c: FtClient, key: string) => str(await c.call(text(`INCR ${key}`)));
 
 /** A primary of the prepared kv guest that went on alone in epoch 2 with its history given up, having served `n` INCRs of x. */
-async function lonePrimary(n: number): Promise<{ p: Primary; c: FtClient; b2port: number; a: Awaited<ReturnType<typeof fx.arbiter>> }> {
+async function lonePrimary(n: number): Promise<{ p: Primary; c: FtClient; a: Awaited<ReturnType<typeof fx.arbiter>> }> {
   const a = await fx.arbiter();
   const p = await fx.primary({ module: prepared, arbiter: a, backup_wait_ms: 100, history_bytes_max: 4096 });
   expect(await new Promise((r) => p.once('live', r))).toBe(2);
-  const { freePort } = await import('../../host/cli/procs.ts');
-  const b2port = await freePort();
-  const c = fx.client(p.clientAddress(), { host: '127.0.0.1', port: b2port });
+  // c knows only p; it learns the joining backup's client address from p (the client protocol's `nodes`).
+  const c = fx.client(p.clientAddress());
   for (let i = 1; i <= n; i++) expect(await incr(c, 'x')).toBe(`VALUE ${i}\n`);
-  return { p, c, b2port, a };
+  return { p, c, a };
 }
 
 describe('a backup joining a lone primary by state transfer', () => {
   it('is restored from a snapshot after the history is gone, protects the primary again, and takes over with every output', async () => {
-    const { p, c, b2port, a } = await lonePrimary(200);
+    const { p, c, a } = await lonePrimary(200);
     const notes: string[] = [];
     p.on('note', (t) => notes.push(t));
     const frames: Uint8Array[] = [];
     let transfer: Uint8Array | undefined;
     let lent: Uint8Array | undefined;
     const b2: Backup = await fx.backupOf(p, a, {
-      module: prepared, clients: { port: b2port },
+      module: prepared,
       onLogFrames: (bytes) => frames.push(bytes),
       onSnapshot: (bytes) => {
         transfer = new Uint8Array(bytes); // a copy: the bytes are lent for the call only
