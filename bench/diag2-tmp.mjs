@@ -1,3 +1,4 @@
+// perf: node --perf-basic-prof
 import { startPrimary, openFileArbiter, instrument } from 'ftwasm';
 import { spawn } from 'node:child_process';
 import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
