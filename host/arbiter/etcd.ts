@@ -1,6 +1,15 @@
 // The etcd arbiter: one key per deployment holds the current claim; a claim is one transaction that compares
 // the key's mod revision with the one just read (0 = absent) and puts the new claim only if it is unchanged.
-import { Etcd3, isRecoverableError, type IOptions, type IKeyValue, type ITxnResponse, type Lease } from 'etcd3';
+import type { Etcd3, IOptions, IKeyValue, ITxnResponse, Lease } from 'etcd3';
+
+/**
+ * The etcd3 client library (gRPC, protobuf) is loaded when an etcd arbiter is first opened, not with the
+ * package: it takes about 200 ms to load, and every CLI run with the file arbiter (and `inspect`, `replay`,
+ * `load`) would pay for it.
+ */
+type Etcd3Library = typeof import('etcd3');
+let library: Promise<Etcd3Library> | undefined;
+const loadEtcd3 = (): Promise<Etcd3Library> => (library ??= import('etcd3'));
 import {
   assertOpen,
   checkEpoch,
@@ -61,7 +70,7 @@ export async function openEtcdArbiter(urls: string[], options: EtcdArbiterOption
   for (const url of urls) checkSetting(isEtcdUrl(url), `etcd URL ${JSON.stringify(url)} must be http(s)://host:port`, where);
   checkSetting(isIntegerIn(requestTimeoutMs, 1, REQUEST_TIMEOUT_MS_LIMIT), `request_timeout_ms must be in 1..${REQUEST_TIMEOUT_MS_LIMIT}, got ${requestTimeoutMs}`, where);
   checkSetting(isIntegerIn(retriesMax, 0, RETRIES_MAX_LIMIT), `retries_max must be in 0..${RETRIES_MAX_LIMIT}, got ${retriesMax}`, where);
-  const arbiter = new EtcdArbiter(urls, deployment, requestTimeoutMs, retriesMax);
+  const arbiter = new EtcdArbiter(await loadEtcd3(), urls, deployment, requestTimeoutMs, retriesMax);
   try {
     await arbiter.call('connect', undefined, (client) => client.get(arbiter.epochKey).exec());
   } catch (error) {
@@ -99,7 +108,13 @@ export class EtcdArbiter implements Arbiter {
   private readonly leases = new Set<PrimaryLease>();
   private closed = false;
 
-  constructor(urls: string[], deployment: string, requestTimeoutMs: number, retriesMax: number) {
+  constructor(
+    private readonly lib: Etcd3Library,
+    urls: string[],
+    deployment: string,
+    requestTimeoutMs: number,
+    retriesMax: number,
+  ) {
     this.epochKey = epochKey(deployment);
     this.primaryKey = primaryKey(deployment);
     this.cluster = `etcd:${urls.join(',')}`;
@@ -115,7 +130,7 @@ export class EtcdArbiter implements Arbiter {
     } as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
     this.clients = urls.map(
       (url) =>
-        new Etcd3({
+        new lib.Etcd3({
           hosts: url,
           dialTimeout: requestTimeoutMs,
           defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
@@ -225,7 +240,7 @@ export class EtcdArbiter implements Arbiter {
         return await request(this.clients[index]!);
       } catch (error) {
         if (error instanceof ArbiterError) throw error;
-        if (!(error instanceof Error) || !isRecoverableError(error)) {
+        if (!(error instanceof Error) || !this.lib.isRecoverableError(error)) {
           throw new ArbiterUnreachableError(`etcd ${what} failed`, this.where, epoch, error);
         }
         lastError = error;

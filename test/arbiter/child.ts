@@ -2,8 +2,7 @@
 // `node -e` can require (Node 20 cannot run the .ts sources), with npm packages left to node_modules.
 import { build } from 'esbuild';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ArbiterOptions, ClaimResult, EpochClaim } from '../../host/arbiter/index.ts';
 
@@ -17,7 +16,10 @@ let bundleDir: string | undefined;
 /** Path of host/arbiter bundled as CommonJS (built once per test file, until removeArbiterBundle). */
 export function arbiterBundle(): Promise<string> {
   bundled ??= (async () => {
-    bundleDir = mkdtempSync(join(tmpdir(), 'ftwasm-arbiter-bundle-'));
+    // Inside the checkout (build/ is ignored), so that the bundle's imports of external packages resolve from
+    // its node_modules: NODE_PATH serves require() but not import(), and the etcd client is loaded with import().
+    mkdirSync(join(root, 'build'), { recursive: true });
+    bundleDir = mkdtempSync(join(root, 'build', 'arbiter-bundle-'));
     const outfile = join(bundleDir, 'arbiter.cjs');
     await build({
       entryPoints: [join(root, 'host/arbiter/index.ts')],

@@ -1,11 +1,13 @@
 // The file arbiter: the shared contract, then what is particular to a directory on shared storage.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { epochFileName, openArbiter, openFileArbiter, type Arbiter } from '../../host/arbiter/index.ts';
 import { ARBITER_TEST_TIMEOUT_MS, arbiterSuite, expectCode, expectWon } from './suite.ts';
 
+const root = new URL('../..', import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), 'ftwasm-arbiter-file-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 let stores = 0;
@@ -42,6 +44,24 @@ describe('file arbiter on its own', { timeout: ARBITER_TEST_TIMEOUT_MS }, () => 
     opened.push(arbiter);
     return arbiter;
   }
+
+  it('a process that uses the file arbiter never loads the etcd client (about 200 ms of start-up); an etcd arbiter does', async () => {
+    const dir = join(scratch, 'no-etcd');
+    mkdirSync(dir);
+    // The built package, as the CLI runs it: which CommonJS modules are in the require cache after each step.
+    const script = `
+      import { createRequire } from 'node:module';
+      const m = await import(${JSON.stringify(join(root, 'dist/index.js'))});
+      const etcdLoaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/etcd3/'));
+      const a = await m.openArbiter(${JSON.stringify(`file:${dir}`)});
+      await a.claim(1, 'n1');
+      await a.close();
+      const before = etcdLoaded();
+      await m.openArbiter('etcd:http://127.0.0.1:1', { request_timeout_ms: 50, retries_max: 0 }).catch(() => undefined);
+      console.log(JSON.stringify({ before, after: etcdLoaded() }));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ before: false, after: true });
+  });
 
   it('each won epoch is one file epoch-<16 digits> holding one line of JSON, and no temp file is left', async () => {
     const root = freshRoot();
