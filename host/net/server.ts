@@ -16,6 +16,7 @@
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { NetError, ProtocolError, type WireErrorCode } from './errors.ts';
+import { OutputQueue, type BufferedOutput } from './outputs.ts';
 import { FRAME_BYTES_LIMIT, FRAME_BYTES_MAX_DEFAULT, FrameDecoder, PAYLOAD_BYTES_MAX_DEFAULT, WRITE_BATCH_BYTES_MAX, WriteBatch } from './frame.ts';
 import {
   decodeClientMessage,
@@ -117,11 +118,7 @@ export interface ClientServerOptions {
 }
 
 /** One buffered output of a session. */
-export interface BufferedOutput {
-  seq: number;
-  epoch: number;
-  payload: Uint8Array;
-}
+export type { BufferedOutput };
 
 /** One session as stored by snapshot(): only what follows from the log, plus buffered outputs. */
 export interface SessionSnapshot {
@@ -150,8 +147,8 @@ interface Session {
   accepted: number;
   outputs: number;
   output_acked: number;
-  buffer: BufferedOutput[];
-  buffer_bytes: number;
+  /** Outputs kept for a resend (bounded: trimBuffer), oldest first. */
+  buffer: OutputQueue;
   connection: Connection | undefined;
   active_ms: number;
 }
@@ -413,7 +410,6 @@ export class ClientServer {
     s.outputs = outputSeq;
     s.active_ms = this.now();
     s.buffer.push({ seq: outputSeq, epoch, payload });
-    s.buffer_bytes += payload.length;
     this.trimBuffer(s);
     if (s.connection?.state === 'open' && this.options.role() === 'primary') {
       this.send(s.connection, { type: 'output', epoch, session, seq: outputSeq, payload });
@@ -438,7 +434,7 @@ export class ClientServer {
         delivered: s.delivered,
         outputs: s.outputs,
         output_acked: s.output_acked,
-        buffered: s.buffer.map((b) => ({ ...b })),
+        buffered: s.buffer.toArray().map((b) => ({ ...b })),
       });
     }
     return { version: 1, next_session: this.next_session, sessions };
@@ -451,7 +447,6 @@ export class ClientServer {
     this.sessions.clear();
     const now = this.now();
     for (const snap of restored.sessions) {
-      const buffer = snap.buffered.map((b) => ({ ...b }));
       const s: Session = {
         id: snap.session,
         epoch: snap.session_epoch,
@@ -460,8 +455,7 @@ export class ClientServer {
         accepted: 0,
         outputs: snap.outputs,
         output_acked: snap.output_acked,
-        buffer,
-        buffer_bytes: buffer.reduce((n, b) => n + b.payload.length, 0),
+        buffer: new OutputQueue(snap.buffered.map((b) => ({ ...b }))),
         connection: undefined,
         active_ms: now,
       };
@@ -609,7 +603,7 @@ export class ClientServer {
     if (have > s.outputs) {
       throw new ProtocolError('ack_out_of_range', `hello.last_output_seq = ${have} but session ${s.id} has produced ${s.outputs} outputs`);
     }
-    const oldest = s.buffer[0]?.seq ?? s.outputs + 1;
+    const oldest = s.buffer.first?.seq ?? s.outputs + 1;
     if (have < s.outputs && have + 1 < oldest) {
       throw new ProtocolError('outputs_lost', `session ${s.id} no longer holds outputs ${have + 1}..${oldest - 1} (acked up to ${s.output_acked}, buffer starts at ${oldest})`);
     }
@@ -694,8 +688,7 @@ export class ClientServer {
       accepted: 0,
       outputs: 0,
       output_acked: 0,
-      buffer: [],
-      buffer_bytes: 0,
+      buffer: new OutputQueue(),
       connection: undefined,
       active_ms: this.now(),
     };
@@ -738,21 +731,20 @@ export class ClientServer {
     if (seq <= s.output_acked) return;
     s.output_acked = seq;
     let drop = 0;
-    while (drop < s.buffer.length && s.buffer[drop]!.seq <= seq) s.buffer_bytes -= s.buffer[drop++]!.payload.length;
-    if (drop > 0) s.buffer.splice(0, drop);
+    while (drop < s.buffer.length && s.buffer.at(drop)!.seq <= seq) drop++;
+    if (drop > 0) s.buffer.drop(drop);
   }
 
   private trimBuffer(s: Session): void {
     let drop = 0;
-    let bytes = s.buffer_bytes;
+    let bytes = s.buffer.bytes;
     const keep_max = this.limits.outputs_buffered_max;
     while (s.buffer.length - drop > 1 && (s.buffer.length - drop > keep_max || bytes > this.limits.output_bytes_buffered_max)) {
-      bytes -= s.buffer[drop++]!.payload.length;
+      bytes -= s.buffer.at(drop++)!.payload.length;
     }
     if (drop === 0) return;
-    const last = s.buffer[drop - 1]!.seq;
-    s.buffer.splice(0, drop);
-    s.buffer_bytes = bytes;
+    const last = s.buffer.at(drop - 1)!.seq;
+    s.buffer.drop(drop);
     if (last > s.output_acked) {
       this.evictedUnacked += drop;
       // A backup's clients ack the primary, not it: there, dropping the oldest is the buffer's normal

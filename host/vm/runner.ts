@@ -10,6 +10,7 @@ import { readInstrumentMeta } from '../instrument/index.ts';
 import type { GuestSnapshot } from './snapshot.ts';
 import { DivergenceError, GuestTrapError, VmStateError } from './errors.ts';
 import type { FrameFacts, WorkerInit, WorkerMessage } from './worker.ts';
+import { unpackSends } from './sends.ts';
 
 export type { FrameFacts } from './worker.ts';
 
@@ -131,15 +132,16 @@ export class GuestRunner extends EventEmitter<GuestRunnerEvents> {
     this.done = new Promise<RunnerResult>((resolve, reject) => {
       this.worker.on('message', (m: WorkerMessage) => {
         if (m.t === 'frame' || m.t === 'send' || m.t === 'sends' || m.t === 'log') {
-          Atomics.sub(this.inFlight, 0, m.t === 'sends' ? m.items.length : 1);
+          Atomics.sub(this.inFlight, 0, m.t === 'sends' ? m.count : 1);
           Atomics.notify(this.inFlight, 0);
         }
         switch (m.t) {
           case 'send':
             return void this.emit('send', m.session, m.bytes, m.seq);
           case 'sends':
-            for (const o of m.items) this.emit('send', o.session, o.bytes, o.seq);
-            return;
+            // Each output is copied out of the batch: a view would keep the whole batch alive for as long as
+            // any one of its outputs stays buffered for a resend (and small copies live on V8's heap).
+            return unpackSends(m, (session, bytes, seq) => this.emit('send', session, bytes, seq));
           case 'log':
             return void this.emit('log', m.text, m.seq);
           case 'frame':

@@ -9,6 +9,7 @@ import { GuestCore } from './core.ts';
 import type { EntrySink, EntrySource, GuestMode } from './core.ts';
 import type { GuestSnapshot } from './snapshot.ts';
 import { RealWorld } from './world.ts';
+import { packSends } from './sends.ts';
 
 /** Group commit of outputs (see flushSends): at most this many held, for at most this long. */
 const SEND_BATCH_MAX = 64;
@@ -42,7 +43,11 @@ export interface WorkerInit {
 export type WorkerMessage =
   | { t: 'frame'; bytes: Uint8Array; firstSeq: number; lastSeq: number; facts: FrameFacts }
   | { t: 'send'; session: number; bytes: Uint8Array; seq: number }
-  | { t: 'sends'; items: { session: number; bytes: Uint8Array; seq: number }[] }
+  /**
+   * Several outputs in two transferred buffers rather than an array of objects to clone one by one: `meta`
+   * holds (session, seq, length) per output, `data` their bytes back to back (see packSends).
+   */
+  | { t: 'sends'; count: number; meta: Float64Array; data: Uint8Array }
   | { t: 'log'; text: string; seq: number }
   | { t: 'live'; seq: number }
   | { t: 'snapshot'; snapshot: GuestSnapshot }
@@ -122,7 +127,7 @@ function main(): void {
       for (let n = Atomics.load(inFlight, 0); n >= init.inFlightMax; n = Atomics.load(inFlight, 0)) {
         Atomics.wait(inFlight, 0, n, 100);
       }
-      Atomics.add(inFlight, 0, m.t === 'sends' ? m.items.length : 1);
+      Atomics.add(inFlight, 0, m.t === 'sends' ? m.count : 1);
     }
     port.postMessage(m, transfer);
   };
@@ -140,7 +145,12 @@ function main(): void {
   const flushSends = (): void => {
     if (sends.length === 0) return;
     sink?.flush(); // the entries go out before the outputs can be released
-    post(sends.length === 1 ? { t: 'send', ...sends[0]! } : { t: 'sends', items: sends });
+    if (sends.length === 1) {
+      post({ t: 'send', ...sends[0]! });
+    } else {
+      const m = packSends(sends);
+      post(m, [m.meta.buffer as ArrayBuffer, m.data.buffer as ArrayBuffer]);
+    }
     sends = [];
   };
   let file: LogFileWriter | undefined;
