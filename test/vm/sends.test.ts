@@ -13,7 +13,7 @@ describe('packed outputs', () => {
       fc.property(fc.array(output, { minLength: 2, maxLength: 64 }), (sends) => {
         const packed = packSends(sends);
         expect(packed.count).toBe(sends.length);
-        const out: typeof sends = [];
+        const out: Array<{ session: number; bytes: Uint8Array; seq: number }> = [];
         unpackSends(packed, (session, bytes, seq) => out.push({ session, bytes, seq }));
         expect(out).toEqual(sends);
         // Copies, not views of the batch: a buffered output must not keep the whole batch alive.
