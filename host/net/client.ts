@@ -286,12 +286,12 @@ export class FtClient extends EventEmitter<FtClientEvents> {
     return { session: this.session.id, session_epoch: this.session.epoch, last_output_seq: this.sequencer.delivered };
   }
 
-  /** Counts for tests and monitoring. */
   /** The addresses this client tries: the configured ones, then those learned from `nodes` (oldest first). */
   servers(): string[] {
     return this.addresses.map((a) => a.text);
   }
 
+  /** Counts for tests and monitoring. */
   stats(): { pending: number; sent: number; accepted_seq: number; outputs_delivered: number; outputs_held: number; failures: number; epoch: number } {
     return {
       pending: this.pending.length,
