@@ -2,8 +2,9 @@
 // with SIGKILL midway. Every request must be answered exactly once and in order, by whichever node is
 // primary, and the backup must have gone live in a new epoch won from the file arbiter.
 import { describe, expect, it } from 'vitest';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { RawConnection } from '../net/support.ts';
 import { e2eFixture, nodeTiming, allAnswered, exitWithin, loadVerdict, startNodes, until } from './support.ts';
 
 const fx = e2eFixture('failover', { arbiterDir: true });
@@ -33,5 +34,30 @@ describe('failover across real processes', () => {
 
     backup.process.kill('SIGTERM');
     expect(await exitWithin(backup, 5_000)).toBe(0);
+  });
+
+  it("the backup's --advertise reaches clients through the primary (nodes); load learns it, and keeps to --servers with --no-discover", async () => {
+    mkdirSync(join(fx.dir, 'arbiter-advertise'));
+    const common = ['--arbiter', `file:${join(fx.dir, 'arbiter-advertise')}`, '--secret-file', fx.secret, ...nodeTiming];
+    const { primary, backup, clientsP } = await startNodes(fx, { common, backupArgs: ['--advertise', 'kv-b.example:7002'] });
+    const raw = await RawConnection.open(clientsP);
+    try {
+      raw.send({ type: 'hello', version: 1, nodes: true });
+      await raw.next('welcome');
+      expect((await raw.next('nodes')).addresses).toEqual([`127.0.0.1:${clientsP}`, 'kv-b.example:7002']);
+    } finally {
+      raw.destroy();
+    }
+    for (const discover of [true, false]) {
+      const load = ftwasm(['load', '--servers', `127.0.0.1:${clientsP}`, '--sessions', '1', '--requests', '20', ...(discover ? [] : ['--no-discover'])]);
+      const { code, verdict } = await loadVerdict(load, 20_000);
+      expect(code, load.stderr()).toBe(0);
+      expect(verdict).toEqual(allAnswered(20));
+      expect(load.stderr().includes('load: the primary named kv-b.example:7002')).toBe(discover);
+    }
+    for (const node of [backup, primary]) {
+      node.process.kill('SIGTERM');
+      expect(await exitWithin(node, 5_000)).toBe(0);
+    }
   });
 });
