@@ -13,7 +13,7 @@
 //   node bench/catchup.mjs [--quick]
 //
 // Writes bench/results/catchup.json and .md (full run only). Every wait is bounded in time.
-import { freePort, machineFacts } from './common.mjs';
+import { freePort, machineFacts, writeResults } from './common.mjs';
 import { POOL, WORKLOADS, pool, setupPayloads } from './kv-workloads.mjs';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -155,9 +155,6 @@ const results = {
 };
 console.log(JSON.stringify(results, null, 2));
 if (!quick) {
-  const dir = join(root, 'bench/results');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'catchup.json'), `${JSON.stringify(results, null, 2)}\n`);
   const m = results.machine;
   const row = (label, f) => `| ${label} | ${runs.map(f).join(' | ')} |`;
   const md = [
@@ -174,6 +171,6 @@ if (!quick) {
     '',
     `Measured by \`node bench/catchup.mjs\` on ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date.slice(0, 10)}; the primary and the clients in one process, the backup in it too or as an \`ftwasm backup\` process (with --state-transfer for state transfer); load average ${m.loadAverageStart} at the start. The throughput-alone column of each run is that run's own baseline; the state-transfer runs use the guest prepared for snapshots.`,
   ].join('\n');
-  writeFileSync(join(dir, 'catchup.md'), `${md}\n`);
+  writeResults('catchup', results, md);
 }
 process.exit(0);

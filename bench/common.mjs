@@ -1,5 +1,6 @@
-// What the benches share: a seeded generator, medians, percentiles and the facts of the machine a result
-// was measured on.
+// What the benches share: a seeded generator, medians, percentiles, the facts of the machine a result
+// was measured on, and where results are written.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 
@@ -55,4 +56,18 @@ export function freePort() {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Records a full run: bench/results/NAME.json (with `replacer`, for values JSON cannot hold) and, when given,
+ * the README table fragment bench/results/NAME.md. Returns both paths.
+ */
+export function writeResults(name, results, md, replacer = undefined) {
+  const dir = new URL('./results/', import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  const json = new URL(`${name}.json`, dir);
+  const markdown = new URL(`${name}.md`, dir);
+  writeFileSync(json, `${JSON.stringify(results, replacer, 2)}\n`);
+  if (md !== undefined) writeFileSync(markdown, md.endsWith('\n') ? md : `${md}\n`);
+  return { json: json.pathname, markdown: markdown.pathname };
 }

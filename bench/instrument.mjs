@@ -9,8 +9,8 @@
 // Prints a table, writes everything to bench/results/instrument.json and a README table fragment to
 // bench/results/instrument.md.
 import { instrument } from 'ftwasm';
-import { machineFacts, median } from './common.mjs';
-import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { machineFacts, median, writeResults } from './common.mjs';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, basename } from 'node:path';
 import os from 'node:os';
@@ -507,13 +507,8 @@ async function main() {
     largeModule: large,
     summary,
   };
-  mkdirSync(join(root, 'bench/results'), { recursive: true });
-  const jsonPath = join(root, 'bench/results/instrument.json');
-  writeFileSync(jsonPath, JSON.stringify(results, jsonValue, 2) + '\n');
-
-  const markdownPath = join(root, 'bench/results/instrument.md');
-  writeFileSync(markdownPath, markdown(results));
-  print(results, jsonPath, markdownPath);
+  const written = writeResults('instrument', results, markdown(results), jsonValue);
+  print(results, written.json, written.markdown);
 }
 
 /** The README fragment: one row per guest and the summary line. */

@@ -2,7 +2,7 @@
 // with plain imports, recorded, and replayed, in one process. Prints ns added per recorded import, bytes per
 // entry, encode/decode entries/s, and replay time / record time; writes bench/results/replay.json.
 //   node bench/replay.mjs [--quick]      (--quick: 1 million imports)
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeResults } from './common.mjs';
 import os from 'node:os';
 import wabtInit from 'wabt';
 import { instrument, GuestCore, RealWorld, FrameWriter, FrameReader, FrameSource, SharedRing, createRingBuffer, EntryKind } from 'ftwasm';
@@ -152,6 +152,5 @@ console.log(`bytes per entry: ${results.bytesPerEntry.toFixed(2)} (clock entries
 console.log(`encode ${(results.encodeEntriesPerS / 1e6).toFixed(2)} M entries/s, decode ${(results.decodeEntriesPerS / 1e6).toFixed(2)} M entries/s`);
 console.log(`replay / record time: ${results.replayOverRecord.toFixed(3)}`);
 if (!quick) {
-  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-  writeFileSync(new URL('./results/replay.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
+  writeResults('replay', results);
 }

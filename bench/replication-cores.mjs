@@ -19,7 +19,7 @@
 // and backup, e.g. --cpu-prof), BENCH_LAG_MAX (the primary's --replay-lag-ms-max), BENCH_SESSIONS (client sessions, default 8), BENCH_DEBUG (print what
 // the nodes said). Needs taskset (util-linux) and 2 cores. Writes bench/results/replication-cores.json and
 // .md (full run of every workload only). All on 127.0.0.1; every wait is bounded in time.
-import { freePort, machineFacts, median, quantile } from './common.mjs';
+import { freePort, machineFacts, median, quantile, writeResults } from './common.mjs';
 import { WORKLOADS } from './kv-workloads.mjs';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -302,6 +302,5 @@ const md = [
 ].join('\n');
 console.log(`\n${md}\n\n(${results.seconds} s)`);
 if (!quick && !only) {
-  writeFileSync(join(root, 'bench/results/replication-cores.json'), `${JSON.stringify(results, null, 1)}\n`);
-  writeFileSync(join(root, 'bench/results/replication-cores.md'), `${md}\n`);
+  writeResults('replication-cores', results, md);
 }

@@ -11,7 +11,7 @@
 //
 // Every layer comes from the package (dist/index.js: run `npm run build` after changing host/), the same
 // bundle the `ftwasm` processes of the failover part and of the process backup run.
-import { freePort, median, quantile, rng } from './common.mjs';
+import { freePort, median, quantile, rng, writeResults } from './common.mjs';
 import { POOL, WORKLOADS, closedLoop, pool, saturate, setupPayloads, within } from './kv-workloads.mjs';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -865,8 +865,6 @@ const md = markdown(results);
 console.log(`\n${md}`);
 console.log(`(${results.seconds} s)`);
 if (!quick && ALL_PARTS) {
-  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-  writeFileSync(new URL('./results/replication.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
-  writeFileSync(new URL('./results/replication.md', import.meta.url), md);
+  writeResults('replication', results, md);
 }
 for (const a of openArbiters) await a.close().catch(() => undefined);

@@ -10,10 +10,10 @@
 //   node bench/snapshot.mjs [--quick]
 //
 // Writes bench/results/snapshot.json and .md (full run only).
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArraySource, GuestCore, encodeSnapshot, decodeSnapshot, instrument, prepareUnwind } from 'ftwasm';
-import { machineFacts, median } from './common.mjs';
+import { machineFacts, median, writeResults } from './common.mjs';
 import { WORKLOADS, pool, setupPayloads } from './kv-workloads.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -157,9 +157,6 @@ const results = {
 };
 console.log(JSON.stringify(results, null, 2));
 if (!quick) {
-  const dir = join(root, 'bench/results');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'snapshot.json'), `${JSON.stringify(results, null, 2)}\n`);
   const m = results.machine;
   const md = [
     '| kv guest, get90 | plain | prepared for snapshots | ratio |',
@@ -174,5 +171,5 @@ if (!quick) {
     '',
     `Measured by \`node bench/snapshot.mjs\` on ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.date.slice(0, 10)}; in one thread, ${setup.length + REQUESTS} requests per round; load average ${m.loadAverageStart} at the start.`,
   ].join('\n');
-  writeFileSync(join(dir, 'snapshot.md'), `${md}\n`);
+  writeResults('snapshot', results, md);
 }
