@@ -44,6 +44,7 @@ export type {
   BufferedOutput,
 } from './server.ts';
 export { DISCOVERED_MAX, FtClient, parseAddress } from './client.ts';
+export { Fifo } from './fifo.ts';
 export type { FtClientOptions, FtClientEvents, SessionTicket } from './client.ts';
 export { NetError, ProtocolError } from './errors.ts';
 export type { NetErrorCode, WireErrorCode } from './errors.ts';

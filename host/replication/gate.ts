@@ -4,7 +4,7 @@
 // primary and by a backup that went live.
 import assert from 'node:assert/strict';
 import { EntryKind, FrameReader } from '../log/index.ts';
-import type { ClientServer } from '../net/index.ts';
+import { Fifo, type ClientServer } from '../net/index.ts';
 import type { GuestRunner } from '../vm/index.ts';
 import type { FrameFacts } from '../vm/runner.ts';
 import { ReplicationError } from './errors.ts';
@@ -46,10 +46,8 @@ export class OutputGate {
   private reader = new FrameReader();
   private readonly delivered = new Map<number, number>();
   private readonly outputs = new Map<number, number>();
-  private accepts: HeldAccept[] = [];
-  private accepts_at = 0;
-  private held: HeldOutput[] = [];
-  private held_at = 0;
+  private readonly accepts = new Fifo<HeldAccept>();
+  private readonly held = new Fifo<HeldOutput>();
 
   constructor(private readonly options: GateOptions) {}
 
@@ -88,7 +86,7 @@ export class OutputGate {
   }
 
   get held_outputs(): number {
-    return this.held.length - this.held_at;
+    return this.held.length;
   }
 
   /**
@@ -151,31 +149,19 @@ export class OutputGate {
   release(watermark: number): boolean {
     const server = this.options.server;
     let any = false;
-    while (this.accepts_at < this.accepts.length && this.accepts[this.accepts_at]!.seq <= watermark) {
-      const a = this.accepts[this.accepts_at++]!;
+    while (this.accepts.first !== undefined && this.accepts.first.seq <= watermark) {
+      const a = this.accepts.shift()!;
       server.accept(a.session, a.request);
     }
     const epoch = this.options.epoch();
-    while (this.held_at < this.held.length && this.held[this.held_at]!.seq <= watermark) {
-      const o = this.held[this.held_at++]!;
+    while (this.held.first !== undefined && this.held.first.seq <= watermark) {
+      const o = this.held.shift()!;
       server.output(o.session, o.output, o.bytes, epoch);
       this.outputs_released += 1;
       any = true;
     }
     this.released_seq = Math.max(this.released_seq, Math.min(watermark, this.last_seq));
-    this.compact();
     return any;
-  }
-
-  private compact(): void {
-    if (this.accepts_at > 1024 && this.accepts_at * 2 > this.accepts.length) {
-      this.accepts = this.accepts.slice(this.accepts_at);
-      this.accepts_at = 0;
-    }
-    if (this.held_at > 1024 && this.held_at * 2 > this.held.length) {
-      this.held = this.held.slice(this.held_at);
-      this.held_at = 0;
-    }
   }
 }
 

@@ -1,4 +1,4 @@
-// The session output buffer (host/net/outputs.ts) against a plain array doing the same pushes and drops.
+// The session output buffer (host/net/outputs.ts, a Fifo of host/net/fifo.ts) against a plain array doing the same pushes, drops and shifts.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { OutputQueue, type BufferedOutput } from '../../host/net/outputs.ts';
@@ -6,12 +6,13 @@ import { propertySeed } from './support.ts';
 
 const output = (seq: number, size: number): BufferedOutput => ({ seq, epoch: 1, payload: new Uint8Array(size) });
 
-describe('OutputQueue', () => {
-  it('holds what an array would after any pushes and drops: order, length, bytes, first, at, iteration (property)', () => {
+describe('OutputQueue (a Fifo that counts bytes)', () => {
+  it('holds what an array would after any pushes, drops and shifts: order, length, bytes, first, at, iteration (property)', () => {
     const seed = propertySeed('output queue');
     const op = fc.oneof(
       fc.record({ push: fc.integer({ min: 1, max: 300 }), size: fc.integer({ min: 0, max: 40 }) }),
       fc.record({ drop: fc.integer({ min: 0, max: 400 }) }),
+      fc.record({ shift: fc.integer({ min: 0, max: 300 }) }),
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
@@ -25,9 +26,11 @@ describe('OutputQueue', () => {
               q.push(b);
               model.push(b);
             }
-          } else {
+          } else if ('drop' in o) {
             q.drop(o.drop);
             model = model.slice(Math.min(o.drop, model.length));
+          } else {
+            for (let i = 0; i < o.shift; i++) expect(q.shift()).toBe(model.shift());
           }
           expect(q.length).toBe(model.length);
           expect(q.bytes).toBe(model.reduce((n, b) => n + b.payload.length, 0));
@@ -38,7 +41,13 @@ describe('OutputQueue', () => {
         }
         expect(q.toArray()).toEqual(model);
         expect([...q]).toEqual(model);
-        expect(new OutputQueue(model).toArray()).toEqual(model);
+        const copy = new OutputQueue(model);
+        expect(copy.toArray()).toEqual(model);
+        expect(copy.bytes).toBe(q.bytes);
+        if (model.length > 0) {
+          expect(copy.shift()).toBe(model[0]);
+          expect(copy.bytes).toBe(q.bytes - model[0]!.payload.length);
+        }
       }),
       { seed, numRuns: 200 },
     );
@@ -50,7 +59,7 @@ describe('OutputQueue', () => {
     for (let seq = 1; seq <= 100_000; seq++) {
       q.push(output(seq, 1));
       if (q.length > 256) q.drop(1);
-      longest = Math.max(longest, (q as unknown as { items: unknown[] }).items.length);
+      longest = Math.max(longest, (q as unknown as { items: unknown[] }).items.length); // Fifo's storage
     }
     expect(q.length).toBe(256);
     expect(q.first!.seq).toBe(100_000 - 255);
